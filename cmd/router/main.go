@@ -1,0 +1,76 @@
+// Command router runs Switchboard's materializer and janitor.
+//
+//	router [-config configs/router.yaml]
+//
+// Every configuration key can be overridden by environment (KAFKA_BROKERS,
+// REDIS_ADDR, HTTP_ADDR, …); see the README.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/switchboard-chat/switchboard/internal/config"
+	"github.com/switchboard-chat/switchboard/internal/route"
+	"github.com/switchboard-chat/switchboard/internal/router"
+	"github.com/switchboard-chat/switchboard/internal/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "router: "+config.OneLine(err))
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("router", flag.ContinueOnError)
+	file := fs.String("config", "", "config file (default configs/router.yaml when present; or CONFIG)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	path, required := config.ConfigFile(*file, "configs/router.yaml")
+	cfg, err := config.LoadRouter(path, required)
+	if err != nil {
+		return err
+	}
+	log := cfg.Logger(os.Stderr)
+	rdb, err := cfg.ConnectRedis(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if err := cfg.CheckKafka(ctx); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r, err := router.New(router.Config{
+		Addr:              cfg.HTTPAddr,
+		ChatLogTopic:      cfg.ChatLogTopic,
+		ChatLogPartitions: cfg.ChatLogPartitions,
+		GroupID:           cfg.GroupID,
+		JanitorInterval:   cfg.JanitorInterval,
+		DeadAfter:         cfg.DeadAfter,
+	}, router.Deps{
+		Logger:   log,
+		Registry: reg,
+		Redis:    rdb,
+		Route:    route.Config{Prefix: cfg.RedisPrefix, Lease: cfg.Lease},
+		Store:    store.Config{Prefix: cfg.RedisPrefix, HistoryWindow: cfg.HistoryWindow},
+		Kafka:    cfg.Kafka("router"),
+	})
+	if err != nil {
+		return err
+	}
+	return r.Run(ctx)
+}

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Local Redis for development and integration tests (no persistence).
+#
+# Usage: deploy/redis/redis.sh start|stop|status
+#
+# Environment:
+#   REDIS_PORT       port on 127.0.0.1      (default 6379)
+#   REDIS_STATE_DIR  pid file and log file  (default <repo>/.state/redis)
+#
+# Installs redis-server with apt-get when it is missing.
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$SCRIPT_DIR/../.." && pwd)"
+
+REDIS_PORT="${REDIS_PORT:-6379}"
+REDIS_STATE_DIR="${REDIS_STATE_DIR:-$REPO_DIR/.state/redis}"
+START_TIMEOUT=20
+STOP_TIMEOUT=20
+
+PID_FILE="$REDIS_STATE_DIR/redis.pid"
+LOG_FILE="$REDIS_STATE_DIR/redis.log"
+
+log() { echo "redis: $*"; }
+die() { echo "redis: error: $*" >&2; exit 1; }
+
+install_redis() {
+    if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+        return 0
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "redis-server is missing and apt-get is not available; install Redis manually"
+    local sudo=()
+    if [[ "$(id -u)" -ne 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || die "redis-server is missing; run as root or install sudo"
+        sudo=(sudo)
+    fi
+    log "redis-server not found, installing it with apt-get"
+    "${sudo[@]}" apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server
+    command -v redis-server >/dev/null 2>&1 || die "redis-server still missing after apt-get install"
+}
+
+# redis_ping: true if a Redis server answers PONG on 127.0.0.1:REDIS_PORT.
+redis_ping() {
+    command -v redis-cli >/dev/null 2>&1 || return 1
+    [[ "$(timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == "PONG" ]]
+}
+
+# server_pid: pid reported by the server answering on the port.
+server_pid() {
+    timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" info server 2>/dev/null |
+        tr -d '\r' | sed -n 's/^process_id://p'
+}
+
+# our_pid: prints the pid from our pid file if that process is a live
+# redis-server; otherwise removes a stale pid file and returns 1.
+our_pid() {
+    local pid
+    [[ -f "$PID_FILE" ]] || return 1
+    pid="$(tr -dc '0-9' <"$PID_FILE")"
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null &&
+        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'redis-server'; then
+        echo "$pid"
+        return 0
+    fi
+    rm -f "$PID_FILE"
+    return 1
+}
+
+cmd_start() {
+    install_redis
+    local pid
+    if redis_ping; then
+        if pid="$(our_pid)"; then
+            log "already running on 127.0.0.1:$REDIS_PORT (pid $pid), reusing it"
+        else
+            log "a Redis server not started by this script answers on 127.0.0.1:$REDIS_PORT (pid $(server_pid)), reusing it"
+        fi
+        return 0
+    fi
+    mkdir -p "$REDIS_STATE_DIR"
+    rm -f "$PID_FILE"
+    log "starting on 127.0.0.1:$REDIS_PORT (state $REDIS_STATE_DIR)"
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$REDIS_STATE_DIR" \
+        --daemonize yes --pidfile "$PID_FILE" --logfile "$LOG_FILE" \
+        --save '' --appendonly no --protected-mode yes ||
+        die "redis-server failed to start (see $LOG_FILE)"
+
+    local deadline=$((SECONDS + START_TIMEOUT))
+    until redis_ping; do
+        if ((SECONDS >= deadline)); then
+            echo "redis: error: no PONG on 127.0.0.1:$REDIS_PORT after ${START_TIMEOUT}s" >&2
+            [[ -f "$LOG_FILE" ]] && tail -n 40 "$LOG_FILE" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+    log "running on 127.0.0.1:$REDIS_PORT (pid $(our_pid || server_pid))"
+}
+
+cmd_stop() {
+    local pid i
+    if ! pid="$(our_pid)"; then
+        if redis_ping; then
+            log "not started by this script (no live pid file in $REDIS_STATE_DIR); leaving the server on 127.0.0.1:$REDIS_PORT alone"
+        else
+            log "not running"
+        fi
+        return 0
+    fi
+    log "stopping pid $pid"
+    timeout 10 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+    for ((i = 0; i < STOP_TIMEOUT * 5; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        # SHUTDOWN not accepted (e.g. REDIS_PORT differs from the running
+        # server's port): fall back to SIGTERM, which also shuts down cleanly.
+        if ((i == 25)); then kill -TERM "$pid" 2>/dev/null || true; fi
+        sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid did not exit within ${STOP_TIMEOUT}s, sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$PID_FILE"
+    log "stopped"
+}
+
+cmd_status() {
+    local pid
+    if redis_ping; then
+        pid="$(our_pid || server_pid)"
+        echo "redis running on 127.0.0.1:$REDIS_PORT (pid ${pid:-unknown})"
+        return 0
+    fi
+    echo "redis not running"
+    return 1
+}
+
+case "${1:-}" in
+start) cmd_start ;;
+stop) cmd_stop ;;
+status) cmd_status ;;
+*)
+    echo "usage: $0 start|stop|status" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,130 @@
+package config
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/switchboard-chat/switchboard/internal/chat"
+)
+
+// Gateway is the gateway's configuration.
+type Gateway struct {
+	Common
+	ServerID       chat.ServerID // SERVER_ID, required
+	AuthMode       string        // AUTH_MODE: open
+	AllowedOrigins []string      // ALLOWED_ORIGINS, comma separated host patterns
+
+	TopicPartitions int           // KAFKA_TOPIC_PARTITIONS: of messages-<SERVER_ID>
+	TopicRetention  time.Duration // KAFKA_TOPIC_RETENTION
+	ProduceTimeout  time.Duration // KAFKA_PRODUCE_TIMEOUT
+
+	SendQueue       int           // GATEWAY_SEND_QUEUE
+	PingInterval    time.Duration // GATEWAY_PING_INTERVAL
+	PingTimeout     time.Duration // GATEWAY_PING_TIMEOUT
+	DrainWindow     time.Duration // GATEWAY_DRAIN_WINDOW
+	ShutdownTimeout time.Duration // GATEWAY_SHUTDOWN_TIMEOUT
+	ConnectRate     float64       // GATEWAY_CONNECT_RATE
+	ConnectBurst    int           // GATEWAY_CONNECT_BURST
+}
+
+var gatewayDefaults = map[string]any{
+	"server_id":                "",
+	"http_addr":                ":8080",
+	"auth.mode":                "open",
+	"allowed_origins":          []string{},
+	"kafka.topic_partitions":   1,
+	"kafka.topic_retention":    "24h",
+	"kafka.produce_timeout":    "5s",
+	"gateway.send_queue":       256,
+	"gateway.ping_interval":    "20s",
+	"gateway.ping_timeout":     "10s",
+	"gateway.drain_window":     "5s",
+	"gateway.shutdown_timeout": "20s",
+	"gateway.connect_rate":     200,
+	"gateway.connect_burst":    400,
+}
+
+// LoadGateway loads the gateway's configuration; see ConfigFile for how
+// file and required are chosen.
+func LoadGateway(file string, required bool) (*Gateway, error) {
+	v, err := load(file, required, gatewayDefaults)
+	if err != nil {
+		return nil, err
+	}
+	c, err := common(v)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		Common:          c,
+		AuthMode:        v.GetString("auth.mode"),
+		AllowedOrigins:  list(v.GetStringSlice("allowed_origins")),
+		TopicPartitions: v.GetInt("kafka.topic_partitions"),
+		SendQueue:       v.GetInt("gateway.send_queue"),
+		ConnectRate:     v.GetFloat64("gateway.connect_rate"),
+		ConnectBurst:    v.GetInt("gateway.connect_burst"),
+	}
+	raw := v.GetString("server_id")
+	if raw == "" {
+		return nil, fmt.Errorf("SERVER_ID (server_id) is required: every gateway needs a unique id, e.g. SERVER_ID=gw-1")
+	}
+	if g.ServerID, err = chat.ParseServerID(raw); err != nil {
+		return nil, fmt.Errorf("SERVER_ID (server_id): %v", err)
+	}
+	if g.AuthMode != "open" {
+		return nil, fmt.Errorf("AUTH_MODE (auth.mode) %q: only open is supported", g.AuthMode)
+	}
+	for _, d := range []struct {
+		key string
+		dst *time.Duration
+	}{
+		{"kafka.topic_retention", &g.TopicRetention},
+		{"kafka.produce_timeout", &g.ProduceTimeout},
+		{"gateway.ping_interval", &g.PingInterval},
+		{"gateway.ping_timeout", &g.PingTimeout},
+		{"gateway.drain_window", &g.DrainWindow},
+		{"gateway.shutdown_timeout", &g.ShutdownTimeout},
+	} {
+		if *d.dst, err = duration(v, d.key); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// Router is the router's configuration.
+type Router struct {
+	Common
+	GroupID         string        // ROUTER_GROUP_ID
+	JanitorInterval time.Duration // ROUTER_JANITOR_INTERVAL
+	DeadAfter       time.Duration // ROUTER_DEAD_AFTER
+	HistoryWindow   int           // ROUTER_HISTORY_WINDOW
+}
+
+var routerDefaults = map[string]any{
+	"http_addr":               ":9090",
+	"router.group_id":         "router",
+	"router.janitor_interval": "5s",
+	"router.dead_after":       "0s",
+	"router.history_window":   1000,
+}
+
+// LoadRouter loads the router's configuration.
+func LoadRouter(file string, required bool) (*Router, error) {
+	v, err := load(file, required, routerDefaults)
+	if err != nil {
+		return nil, err
+	}
+	c, err := common(v)
+	if err != nil {
+		return nil, err
+	}
+	r := &Router{Common: c, GroupID: v.GetString("router.group_id"), HistoryWindow: v.GetInt("router.history_window")}
+	if r.JanitorInterval, err = duration(v, "router.janitor_interval"); err != nil {
+		return nil, err
+	}
+	if r.DeadAfter, err = duration(v, "router.dead_after"); err != nil {
+		return nil, err
+	}
+	return r, nil
+}

@@ -1,0 +1,219 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/protocol"
+)
+
+// frameKind tells the queue what it may shed.
+type frameKind int
+
+const (
+	// essential frames (messages, acks) close a full queue's connection.
+	essential frameKind = iota
+	// ephemeral frames (typing, presence) are dropped when the queue is
+	// half full.
+	ephemeral
+)
+
+// closeReason is why a connection ended, with its WebSocket close code.
+type closeReason struct {
+	code   websocket.StatusCode
+	label  string // metric label, bounded
+	text   string // close frame reason
+	linger bool   // write what is queued before closing
+}
+
+var (
+	reasonClientGone   = closeReason{code: websocket.StatusNormalClosure, label: "client_closed"}
+	reasonSlowConsumer = closeReason{code: 4000, label: "slow_consumer", text: "slow consumer"}
+	reasonDrain        = closeReason{code: websocket.StatusGoingAway, label: "drain", text: "server draining", linger: true}
+	reasonPingTimeout  = closeReason{code: websocket.StatusPolicyViolation, label: "ping_timeout", text: "ping timeout"}
+	reasonWriteFailed  = closeReason{code: websocket.StatusInternalError, label: "write_failed"}
+	reasonReadFailed   = closeReason{code: websocket.StatusInternalError, label: "read_failed"}
+)
+
+// conn is one WebSocket session. Its run method owns it: one reader (run
+// itself), one writer, one pinger and one send processor, all of which
+// have exited when run returns.
+type conn struct {
+	s       *Server
+	ws      *websocket.Conn
+	user    chat.UserID
+	session string
+	log     *slog.Logger
+
+	out   chan []byte             // frames to write, bounded
+	inbox chan *protocol.Inbound // sends to process, bounded
+
+	closeOnce sync.Once
+	closing   chan struct{}
+	reason    closeReason
+}
+
+// enqueue queues frame for writing without blocking. An essential frame
+// that does not fit closes the connection as a slow consumer; an
+// ephemeral one is dropped once the queue is half full.
+func (c *conn) enqueue(frame []byte, kind frameKind) {
+	if kind == ephemeral && len(c.out) >= cap(c.out)/2 {
+		c.s.m.drops.WithLabelValues("shed_ephemeral").Inc()
+		return
+	}
+	select {
+	case c.out <- frame:
+	default:
+		c.s.m.drops.WithLabelValues("queue_full").Inc()
+		c.close(reasonSlowConsumer)
+	}
+}
+
+// close asks the connection to end with reason; the first reason wins.
+func (c *conn) close(r closeReason) {
+	c.closeOnce.Do(func() {
+		c.reason = r
+		close(c.closing)
+	})
+}
+
+func (c *conn) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); c.writeLoop(ctx) }()
+	go func() { defer wg.Done(); c.pingLoop(ctx) }()
+	go func() { defer wg.Done(); c.sendLoop(ctx) }()
+	c.readLoop(ctx)
+	wg.Wait()
+}
+
+// readLoop reads frames until the connection fails or closes. It keeps one
+// long-lived Read context: in coder/websocket an expired Read context
+// closes the connection.
+func (c *conn) readLoop(ctx context.Context) {
+	defer c.close(reasonReadFailed) // no-op when a reason is already set
+	for {
+		typ, data, err := c.ws.Read(ctx)
+		if err != nil {
+			switch status := websocket.CloseStatus(err); {
+			case status == websocket.StatusNormalClosure || status == websocket.StatusGoingAway:
+				c.close(reasonClientGone)
+			case status == websocket.StatusMessageTooBig:
+				c.close(closeReason{code: websocket.StatusMessageTooBig, label: "too_large"})
+			case errors.Is(err, context.Canceled):
+				c.close(reasonDrain)
+			default:
+				c.log.Debug("read ended", "err", err)
+			}
+			return
+		}
+		if typ != websocket.MessageText {
+			c.s.m.framesIn.WithLabelValues("invalid").Inc()
+			c.enqueue(protocol.EncodeError(protocol.Errorf(protocol.CodeBadRequest, "binary frames are not supported; send JSON text frames")), essential)
+			continue
+		}
+		in, err := protocol.Decode(data)
+		if err != nil {
+			c.s.m.framesIn.WithLabelValues("invalid").Inc()
+			c.enqueue(protocol.EncodeError(err.(*protocol.Error)), essential)
+			continue
+		}
+		c.s.m.framesIn.WithLabelValues(in.Type).Inc()
+		if !c.handle(ctx, in) {
+			return
+		}
+	}
+}
+
+// handle acts on one valid frame; false means the connection is closing.
+func (c *conn) handle(ctx context.Context, in *protocol.Inbound) bool {
+	switch in.Type {
+	case protocol.TypePing:
+		c.enqueue(protocol.EncodePong(in.T), essential)
+	case protocol.TypeSend:
+		// Blocking here is flow control: a client that sends faster than
+		// Kafka acknowledges stops being read.
+		select {
+		case c.inbox <- in:
+		case <-c.closing:
+			return false
+		}
+	default:
+		c.enqueue(protocol.EncodeError(protocol.Errorf(protocol.CodeBadRequest, "%s is not supported by this server", in.Type)), essential)
+	}
+	return true
+}
+
+// writeLoop is the only writer of the socket.
+func (c *conn) writeLoop(ctx context.Context) {
+	write := func(f []byte) bool {
+		wctx, cancel := context.WithTimeout(ctx, c.s.cfg.WriteTimeout)
+		defer cancel()
+		if err := c.ws.Write(wctx, websocket.MessageText, f); err != nil {
+			c.close(reasonWriteFailed)
+			return false
+		}
+		c.s.m.framesOut.Inc()
+		return true
+	}
+	for {
+		select {
+		case f := <-c.out:
+			if !write(f) {
+				c.ws.CloseNow()
+				return
+			}
+		case <-c.closing:
+			if c.reason.linger {
+				c.flush(write)
+			}
+			if c.reason == reasonWriteFailed || c.reason == reasonReadFailed {
+				c.ws.CloseNow()
+			} else {
+				_ = c.ws.Close(c.reason.code, c.reason.text)
+			}
+			return
+		}
+	}
+}
+
+// flush writes what is queued, without waiting for more.
+func (c *conn) flush(write func([]byte) bool) {
+	for {
+		select {
+		case f := <-c.out:
+			if !write(f) {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// pingLoop checks liveness with WebSocket pings; a peer that does not
+// answer within PingTimeout is closed.
+func (c *conn) pingLoop(ctx context.Context) {
+	t := time.NewTicker(c.s.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.closing:
+			return
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(ctx, c.s.cfg.PingTimeout)
+			err := c.ws.Ping(pctx)
+			cancel()
+			if err != nil {
+				c.close(reasonPingTimeout)
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,214 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchboard-chat/switchboard/internal/auth"
+	"github.com/switchboard-chat/switchboard/internal/protocol"
+)
+
+func (s *Server) routes(connCtx context.Context) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) { s.serveWS(connCtx, w, r) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "server": s.cfg.ServerID})
+	})
+	mux.HandleFunc("GET /readyz", s.serveReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	if s.cfg.Static != nil {
+		mux.Handle("GET /", http.FileServerFS(s.cfg.Static))
+	}
+	return mux
+}
+
+// serveReady answers 200 when the gateway is not draining and both Kafka
+// and Redis answer now.
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{"kafka": "ok", "redis": "ok", "draining": "no"}
+	ok := true
+	if err := s.admin.Ping(ctx); err != nil {
+		checks["kafka"], ok = err.Error(), false
+	}
+	if err := s.table.Ping(ctx); err != nil {
+		checks["redis"], ok = err.Error(), false
+	}
+	if s.draining.Load() {
+		checks["draining"], ok = "yes", false
+	}
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"ready": ok, "server": s.cfg.ServerID, "checks": checks})
+}
+
+// serveWS authenticates, checks Origin and admission before the upgrade,
+// then runs the connection until it ends.
+func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		s.m.connects.WithLabelValues("draining").Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "gateway is draining; connect to another gateway")
+		return
+	}
+	if !s.originAllowed(r) {
+		s.m.connects.WithLabelValues("forbidden").Inc()
+		writeError(w, http.StatusForbidden, protocol.CodeForbidden, "origin not allowed")
+		return
+	}
+	user, err := s.identity.Authenticate(r)
+	if err != nil {
+		s.m.connects.WithLabelValues("unauthorized").Inc()
+		msg := err.Error()
+		if !errors.Is(err, auth.ErrUnauthenticated) {
+			msg = "authentication failed"
+		}
+		writeError(w, http.StatusUnauthorized, protocol.CodeUnauthorized, msg)
+		return
+	}
+	if wait, ok := s.admit.take(time.Now()); !ok {
+		s.m.connects.WithLabelValues("rate_limited").Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(wait.Seconds()+0.999))))
+		writeError(w, http.StatusServiceUnavailable, protocol.CodeRateLimited, "too many new connections; retry later")
+		return
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true}) // Origin checked above
+	if err != nil {
+		s.m.connects.WithLabelValues("bad_handshake").Inc()
+		return
+	}
+	ws.SetReadLimit(protocol.MaxFrameBytes)
+	s.conns.Add(1)
+	defer s.conns.Done()
+	c := &conn{
+		s:       s,
+		ws:      ws,
+		user:    user,
+		session: newSessionID(),
+		out:     make(chan []byte, s.cfg.SendQueue),
+		inbox:   make(chan *protocol.Inbound, s.cfg.Inbox),
+		closing: make(chan struct{}),
+	}
+	c.log = s.log.With("user", user, "session", c.session)
+	s.serveConn(connCtx, c)
+}
+
+// serveConn registers c, runs it and unregisters it.
+func (s *Server) serveConn(ctx context.Context, c *conn) {
+	s.hub.add(c)
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
+	err := s.table.AddSession(rctx, c.user, c.session, s.cfg.ServerID)
+	cancel()
+	if err != nil {
+		s.hub.remove(c)
+		s.m.connects.WithLabelValues("unavailable").Inc()
+		c.log.Warn("register session failed", "err", err)
+		_ = c.ws.Close(websocket.StatusTryAgainLater, "routing table unavailable")
+		return
+	}
+	s.m.connects.WithLabelValues("ok").Inc()
+	s.m.connections.Inc()
+	c.enqueue(protocol.EncodeHello(protocol.Hello{
+		User: c.user, Server: s.cfg.ServerID, Session: c.session, HeartbeatMS: s.cfg.PingInterval.Milliseconds(),
+	}), essential)
+	c.log.Debug("connected")
+
+	c.run(ctx)
+
+	s.hub.remove(c)
+	s.m.connections.Dec()
+	s.m.disconnects.WithLabelValues(c.reason.label).Inc()
+	rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RedisTimeout)
+	defer cancel()
+	if _, err := s.table.RemoveSession(rctx, c.user, c.session, s.cfg.ServerID); err != nil {
+		// The lease and the janitor clean up what this leaves behind.
+		c.log.Warn("remove session failed", "err", err)
+	}
+	c.log.Debug("disconnected", "reason", c.reason.label)
+}
+
+// originAllowed accepts requests without Origin (non-browser clients), from
+// the gateway's own host, or from a configured pattern.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, p := range s.cfg.AllowedOrigins {
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(u.Host)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func newSessionID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func encodeReconnect(afterMS int64) []byte {
+	return protocol.EncodeReconnect(protocol.Reconnect{AfterMS: afterMS, Reason: "server draining"})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code protocol.Code, msg string) {
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": string(code), "message": msg}})
+}
+
+// bucket is a token bucket for admission control. Safe for concurrent use.
+type bucket struct {
+	mu     sync.Mutex
+	rate   float64 // tokens per second
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func newBucket(rate float64, burst int) *bucket {
+	return &bucket{rate: rate, burst: float64(burst), tokens: float64(burst)}
+}
+
+// take spends one token; when none is left it returns how long until one is.
+func (b *bucket) take(now time.Time) (time.Duration, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.last.IsZero() {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0, true
+	}
+	return time.Duration((1 - b.tokens) / b.rate * float64(time.Second)), false
+}

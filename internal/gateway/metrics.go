@@ -1,0 +1,55 @@
+package gateway
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the gateway's Prometheus collectors. Every label is bounded.
+type metrics struct {
+	connections    prometheus.Gauge
+	connects       *prometheus.CounterVec // result
+	disconnects    *prometheus.CounterVec // reason
+	framesIn       *prometheus.CounterVec // type
+	framesOut      prometheus.Counter
+	sends          *prometheus.CounterVec // result
+	drops          *prometheus.CounterVec // reason
+	produceLatency prometheus.Histogram
+	redisLatency   prometheus.Histogram
+	deliverLatency prometheus.Histogram
+	consumed       prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, lag func() float64) *metrics {
+	latency := func(name, help string) prometheus.Histogram {
+		return prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "switchboard", Subsystem: "gateway", Name: name, Help: help,
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+		})
+	}
+	m := &metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "gateway",
+			Name: "connections", Help: "Open WebSocket connections."}),
+		connects: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+			Name: "connects_total", Help: "WebSocket connection attempts by result."}, []string{"result"}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+			Name: "disconnects_total", Help: "Closed connections by reason."}, []string{"reason"}),
+		framesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+			Name: "frames_in_total", Help: "Client frames by type (invalid: rejected)."}, []string{"type"}),
+		framesOut: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+			Name: "frames_out_total", Help: "Frames written to clients."}),
+		sends: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+			Name: "sends_total", Help: "Send requests by result."}, []string{"result"}),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+			Name: "drops_total", Help: "Frames or records not delivered, by reason."}, []string{"reason"}),
+		produceLatency: latency("produce_seconds", "Kafka produce latency of one send batch (acks=all)."),
+		redisLatency:   latency("redis_seconds", "Redis round trip of one send batch."),
+		deliverLatency: latency("delivery_seconds", "End-to-end latency from accept to enqueue on the recipient's gateway."),
+		consumed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+			Name: "consumed_total", Help: "Records consumed from this gateway's topic."}),
+	}
+	reg.MustRegister(m.connections, m.connects, m.disconnects, m.framesIn, m.framesOut, m.sends, m.drops,
+		m.produceLatency, m.redisLatency, m.deliverLatency, m.consumed,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "gateway",
+			Name: "consumer_lag", Help: "Records behind the end of this gateway's topic."}, lag))
+	return m
+}

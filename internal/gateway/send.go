@@ -1,0 +1,206 @@
+package gateway
+
+import (
+	"context"
+	"time"
+
+	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/kafkabus"
+	"github.com/switchboard-chat/switchboard/internal/protocol"
+	"github.com/switchboard-chat/switchboard/internal/route"
+)
+
+// maxSendBatch is the most sends of one connection handled in one Redis
+// round trip and one Kafka produce.
+const maxSendBatch = 64
+
+// sendLoop processes the connection's sends in order, batching whatever
+// has queued up while the previous batch was in flight.
+func (c *conn) sendLoop(ctx context.Context) {
+	batch := make([]*protocol.Inbound, 0, maxSendBatch)
+	for {
+		select {
+		case <-c.closing:
+			return
+		case in := <-c.inbox:
+			batch = append(batch[:0], in)
+		more:
+			for len(batch) < maxSendBatch {
+				select {
+				case in := <-c.inbox:
+					batch = append(batch, in)
+				default:
+					break more
+				}
+			}
+			c.s.processSends(ctx, c, batch)
+		}
+	}
+}
+
+// pendingSend is one send on its way through the send path.
+type pendingSend struct {
+	in   *protocol.Inbound
+	req  route.SendRequest
+	plan route.SendPlan
+	err  *protocol.Error
+	// first is the earlier send of the same batch with the same cid.
+	first *pendingSend
+}
+
+// processSends runs the send path for one connection's batch: validate,
+// one Redis round trip, one Kafka produce, then sent or error for each.
+func (s *Server) processSends(ctx context.Context, c *conn, batch []*protocol.Inbound) {
+	now := time.Now()
+	sends := make([]*pendingSend, len(batch))
+	byCID := make(map[string]*pendingSend, len(batch))
+	var reqs []route.SendRequest
+	var live []*pendingSend
+	for i, in := range batch {
+		p := &pendingSend{in: in}
+		sends[i] = p
+		if prev := byCID[in.CID]; prev != nil {
+			p.first = prev
+			continue
+		}
+		byCID[in.CID] = p
+		if p.req, p.err = s.resolve(c.user, in); p.err != nil {
+			continue
+		}
+		p.req.ID, p.req.TS = chat.NewMessageID(now), now.UnixMilli()
+		reqs = append(reqs, p.req)
+		live = append(live, p)
+	}
+
+	if len(reqs) > 0 {
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
+		start := time.Now()
+		plans, gateways, err := s.table.PrepareSends(rctx, reqs)
+		cancel()
+		s.m.redisLatency.Observe(time.Since(start).Seconds())
+		if err != nil {
+			s.log.Warn("send lookup failed", "err", err)
+			failAll(live, protocol.CodeUnavailable, "message store unavailable, retry with the same cid")
+		} else {
+			for i, p := range live {
+				p.plan = plans[i]
+			}
+			s.produceSends(ctx, c, live, gateways)
+		}
+	}
+
+	var acked []route.Acked
+	for _, p := range sends {
+		src := p
+		if p.first != nil {
+			src = p.first
+		}
+		if src.err != nil {
+			e := *src.err
+			e.CID = p.in.CID
+			s.m.sends.WithLabelValues(string(e.Code)).Inc()
+			c.enqueue(protocol.EncodeError(&e), essential)
+			continue
+		}
+		if p.first == nil && !p.plan.Acked {
+			acked = append(acked, route.Acked{From: c.user, CID: p.in.CID, Plan: p.plan})
+		}
+		result := "ok"
+		if src.plan.Dup || p.first != nil {
+			result = "duplicate"
+		}
+		s.m.sends.WithLabelValues(result).Inc()
+		c.enqueue(protocol.EncodeSent(protocol.Sent{
+			CID: p.in.CID, ID: src.plan.ID, Conv: src.req.Conv, Seq: src.plan.Seq, TS: src.plan.TS,
+		}), essential)
+	}
+	if len(acked) > 0 {
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
+		if err := s.table.MarkAcked(rctx, acked); err != nil {
+			// Harmless: a retry of these cids rewrites the same id and seq.
+			s.log.Warn("mark acked failed", "err", err)
+		}
+		cancel()
+	}
+}
+
+// resolve checks a send's target and membership and names its recipients.
+func (s *Server) resolve(from chat.UserID, in *protocol.Inbound) (route.SendRequest, *protocol.Error) {
+	req := route.SendRequest{From: from, CID: in.CID}
+	switch {
+	case in.To != "":
+		req.Conv = chat.DirectConv(from, in.To)
+		req.Recipients = recipients(from, in.To)
+	case in.Conv == chat.Public:
+		req.Conv = chat.Public
+	case in.Conv.Kind() == chat.KindDirect:
+		peer, ok := in.Conv.Peer(from)
+		if !ok {
+			return req, protocol.Errorf(protocol.CodeForbidden, "you are not a member of %s", in.Conv)
+		}
+		req.Conv = in.Conv
+		req.Recipients = recipients(from, peer)
+	default:
+		return req, protocol.Errorf(protocol.CodeNotFound, "conversation %s does not exist", in.Conv)
+	}
+	return req, nil
+}
+
+func recipients(from, to chat.UserID) []chat.UserID {
+	if from == to {
+		return []chat.UserID{from}
+	}
+	return []chat.UserID{to, from}
+}
+
+// produceSends writes the chat-log record and the delivery copies of every
+// send not yet known to be in Kafka, in one acknowledged produce.
+func (s *Server) produceSends(ctx context.Context, c *conn, sends []*pendingSend, gateways []chat.ServerID) {
+	var recs []kafkabus.Record
+	for _, p := range sends {
+		if p.plan.Acked {
+			continue
+		}
+		m := &chat.Message{
+			ID: p.plan.ID, Conv: p.req.Conv, Seq: p.plan.Seq, From: c.user, Body: p.in.Body, TS: p.plan.TS, CID: p.in.CID,
+		}
+		if p.req.Conv.Kind() == chat.KindDirect {
+			m.To, _ = p.req.Conv.Peer(c.user)
+		}
+		recs = append(recs, kafkabus.Record{
+			Topic: s.cfg.ChatLogTopic, Key: []byte(m.Conv),
+			Value: (&chat.LogRecord{Type: chat.TypeMessage, Message: m}).Encode(),
+		})
+		if p.req.Conv == chat.Public {
+			copyValue := (&chat.Delivery{Type: chat.TypeMessage, All: true, SkipSession: c.session, Message: m}).Encode()
+			for _, gw := range gateways {
+				recs = append(recs, kafkabus.Record{Topic: gw.Topic(), Key: []byte(m.Conv), Value: copyValue})
+			}
+			continue
+		}
+		for gw, users := range p.plan.Targets {
+			d := &chat.Delivery{Type: chat.TypeMessage, To: users, SkipSession: c.session, Message: m}
+			recs = append(recs, kafkabus.Record{Topic: gw.Topic(), Key: []byte(users[0]), Value: d.Encode()})
+		}
+	}
+	if len(recs) == 0 {
+		return
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProduceTimeout)
+	defer cancel()
+	start := time.Now()
+	err := s.producer.Produce(pctx, recs)
+	s.m.produceLatency.Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.log.Warn("produce failed", "err", err, "records", len(recs))
+		failAll(sends, protocol.CodeUnavailable, "message log unavailable, retry with the same cid")
+	}
+}
+
+func failAll(sends []*pendingSend, code protocol.Code, msg string) {
+	for _, p := range sends {
+		if p.err == nil && !p.plan.Acked {
+			p.err = &protocol.Error{Code: code, Message: msg, RetryAfterMS: 1000}
+		}
+	}
+}

@@ -1,0 +1,306 @@
+// Package gateway is Switchboard's WebSocket edge: the HTTP server, the
+// handshake, per-connection read and write loops, the local hub that fans
+// deliveries out to sessions, and the drain on shutdown.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/internal/auth"
+	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/kafkabus"
+	"github.com/switchboard-chat/switchboard/internal/route"
+)
+
+// Config configures a gateway. Zero fields take the documented defaults.
+type Config struct {
+	// ServerID names this gateway; its topic is messages-<ServerID>. Required.
+	ServerID chat.ServerID
+	// Addr is the HTTP listen address. Default ":8080".
+	Addr string
+	// AllowedOrigins are host patterns (path.Match syntax, e.g.
+	// "*.example.com") whose pages may open WebSockets, besides the
+	// gateway's own host. Default none.
+	AllowedOrigins []string
+	// ChatLogTopic is the log of record. Default "chat-log".
+	ChatLogTopic string
+	// ChatLogPartitions is used when the gateway creates chat-log. Default 4.
+	ChatLogPartitions int
+	// TopicPartitions of this gateway's topic. Default 1.
+	TopicPartitions int
+	// TopicRetention of this gateway's topic. Default 24h.
+	TopicRetention time.Duration
+	// SendQueue is how many frames may wait for one connection's writer
+	// before it is closed as a slow consumer. Default 256.
+	SendQueue int
+	// Inbox is how many sends of one connection may wait for the send path
+	// before reading from it pauses. Default 64.
+	Inbox int
+	// PingInterval between WebSocket pings. Default 20s.
+	PingInterval time.Duration
+	// PingTimeout closes a connection whose pong is this late. Default 10s.
+	PingTimeout time.Duration
+	// WriteTimeout bounds one frame write. Default 10s.
+	WriteTimeout time.Duration
+	// ProduceTimeout bounds a send's Kafka produce; past it the client gets
+	// unavailable. Default 5s.
+	ProduceTimeout time.Duration
+	// RedisTimeout bounds a Redis round trip. Default 2s.
+	RedisTimeout time.Duration
+	// DrainWindow spreads clients' reconnects on shutdown. Default 5s.
+	DrainWindow time.Duration
+	// ShutdownTimeout bounds the whole drain. Default 20s.
+	ShutdownTimeout time.Duration
+	// ConnectRate and ConnectBurst bound new connections per second
+	// (admission control). Defaults 200 and 400.
+	ConnectRate  float64
+	ConnectBurst int
+	// Static is the web client served at /. Optional.
+	Static fs.FS
+}
+
+func (c *Config) setDefaults() error {
+	if _, err := chat.ParseServerID(string(c.ServerID)); err != nil {
+		return fmt.Errorf("SERVER_ID: %w", err)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defInt := func(d *int, v int) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if c.Addr == "" {
+		c.Addr = ":8080"
+	}
+	if c.ChatLogTopic == "" {
+		c.ChatLogTopic = "chat-log"
+	}
+	defInt(&c.ChatLogPartitions, 4)
+	defInt(&c.TopicPartitions, 1)
+	defInt(&c.SendQueue, 256)
+	defInt(&c.Inbox, 64)
+	defInt(&c.ConnectBurst, 400)
+	if c.ConnectRate <= 0 {
+		c.ConnectRate = 200
+	}
+	def(&c.TopicRetention, 24*time.Hour)
+	def(&c.PingInterval, 20*time.Second)
+	def(&c.PingTimeout, 10*time.Second)
+	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.ProduceTimeout, 5*time.Second)
+	def(&c.RedisTimeout, 2*time.Second)
+	def(&c.DrainWindow, 5*time.Second)
+	def(&c.ShutdownTimeout, 20*time.Second)
+	return nil
+}
+
+// Deps are the gateway's collaborators.
+type Deps struct {
+	Logger   *slog.Logger         // default: discard
+	Registry prometheus.Registerer // default: a private registry
+	Redis    *redis.Client         // required
+	Route    route.Config
+	Kafka    kafkabus.Config
+	Identity auth.Identity // required
+}
+
+// Server is one gateway. Create it with New and start it with Run.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	m        *metrics
+	gatherer prometheus.Gatherer
+	table    *route.Table
+	admin    *kafkabus.Admin
+	producer *kafkabus.Producer
+	consumer *kafkabus.Consumer
+	identity auth.Identity
+	hub      *hub
+	admit    *bucket
+	ln       net.Listener
+
+	draining atomic.Bool
+	conns    sync.WaitGroup // every conn.run
+}
+
+// New checks cfg, binds the listener and returns a gateway. It does not
+// contact Kafka or Redis; Run does.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if deps.Redis == nil || deps.Identity == nil {
+		return nil, errors.New("gateway: Redis and Identity are required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	reg, gatherer := registries(deps.Registry)
+	producer, err := kafkabus.NewProducer(deps.Kafka)
+	if err != nil {
+		return nil, err
+	}
+	admin, err := kafkabus.NewAdmin(deps.Kafka)
+	if err != nil {
+		return nil, err
+	}
+	consumer, err := kafkabus.NewConsumer(deps.Kafka, kafkabus.ConsumerConfig{
+		Topic: cfg.ServerID.Topic(), GroupID: "ws-server-group-" + string(cfg.ServerID),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("HTTP_ADDR %s: %w", cfg.Addr, err)
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      deps.Logger.With("server", cfg.ServerID),
+		gatherer: gatherer,
+		table:    route.New(deps.Redis, deps.Route),
+		admin:    admin,
+		producer: producer,
+		consumer: consumer,
+		identity: deps.Identity,
+		hub:      newHub(),
+		admit:    newBucket(cfg.ConnectRate, cfg.ConnectBurst),
+		ln:       ln,
+	}
+	s.m = newMetrics(reg, func() float64 { return float64(s.consumer.Lag()) })
+	return s, nil
+}
+
+// registries returns reg (or a new registry) and the matching gatherer for
+// /metrics.
+func registries(reg prometheus.Registerer) (prometheus.Registerer, prometheus.Gatherer) {
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		return r, r
+	}
+	if g, ok := reg.(prometheus.Gatherer); ok {
+		return reg, g
+	}
+	return reg, prometheus.NewRegistry()
+}
+
+// Addr returns the address the gateway listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Run creates the gateway's topics, joins the live registry, serves until
+// ctx is done, then drains. It returns after every goroutine it started has
+// exited.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.ln.Close()
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := s.admin.EnsureTopics(setup,
+		kafkabus.TopicSpec{Name: s.cfg.ServerID.Topic(), Partitions: s.cfg.TopicPartitions, Retention: s.cfg.TopicRetention},
+		kafkabus.TopicSpec{Name: s.cfg.ChatLogTopic, Partitions: s.cfg.ChatLogPartitions},
+	)
+	if err == nil {
+		err = s.table.Heartbeat(setup, s.cfg.ServerID)
+	}
+	cancel()
+	if err != nil {
+		return err
+	}
+	s.log.Info("gateway started", "addr", s.ln.Addr().String(), "topic", s.cfg.ServerID.Topic())
+
+	// connCtx outlives ctx so that the drain can still talk to clients.
+	connCtx, stopConns := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopConns()
+	srv := &http.Server{
+		Handler:           s.routes(connCtx),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return connCtx },
+	}
+	bg, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(3)
+	serveErr := make(chan error, 1)
+	go func() { defer wg.Done(); serveErr <- srv.Serve(s.ln) }()
+	go func() { defer wg.Done(); s.heartbeatLoop(bg) }()
+	go func() { defer wg.Done(); s.consumeLoop(bg) }()
+
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("serve: %w", err)
+	}
+	s.drain(srv, stopConns)
+	stopBg()
+	wg.Wait()
+	if cerr := s.consumer.Close(); cerr != nil {
+		s.log.Warn("consumer close", "err", cerr)
+	}
+	return err
+}
+
+// heartbeatLoop renews the gateway's lease every third of it.
+func (s *Server) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(s.table.Lease() / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			hctx, cancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
+			if err := s.table.Heartbeat(hctx, s.cfg.ServerID); err != nil {
+				s.log.Warn("heartbeat failed", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// drain stops the gateway gracefully: readiness goes false, new
+// connections are refused, every client is told to reconnect (spread over
+// the drain window) and closed with 1001, the producer is flushed, and the
+// gateway's sessions and registration are removed.
+func (s *Server) drain(srv *http.Server, stopConns context.CancelFunc) {
+	s.draining.Store(true)
+	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	conns := s.hub.snapshot()
+	s.log.Info("draining", "connections", len(conns))
+	_ = srv.Shutdown(ctx) // stops the listener; does not wait for WebSockets
+	for i, c := range conns {
+		after := s.cfg.DrainWindow.Milliseconds() * int64(i) / int64(max(len(conns), 1))
+		c.enqueue(encodeReconnect(after), essential)
+		c.close(reasonDrain)
+	}
+	done := make(chan struct{})
+	go func() { s.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("drain timed out; closing the remaining connections")
+		stopConns()
+		<-done
+	}
+	if err := s.producer.Close(); err != nil {
+		s.log.Warn("producer close", "err", err)
+	}
+	if _, err := s.table.PurgeGateway(ctx, s.cfg.ServerID); err != nil {
+		s.log.Warn("remove sessions", "err", err)
+	}
+	s.log.Info("drained")
+}

@@ -1,0 +1,98 @@
+package kafkabus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// ConsumerConfig configures a group consumer of one topic.
+type ConsumerConfig struct {
+	Topic   string // required
+	GroupID string // required
+	// CommitInterval batches offset commits; they run in the background
+	// and on Close. Default 500ms.
+	CommitInterval time.Duration
+	// SessionTimeout is the group session timeout. Default 10s.
+	SessionTimeout time.Duration
+	// MaxWait bounds a fetch's long poll. Default 500ms.
+	MaxWait time.Duration
+}
+
+// Consumer reads one topic as a member of a consumer group. A new group
+// starts at the earliest offset; a returning one resumes from its
+// committed offsets.
+type Consumer struct {
+	r *kafka.Reader
+}
+
+// NewConsumer returns a consumer; it joins the group on first fetch.
+func NewConsumer(cfg Config, cc ConsumerConfig) (*Consumer, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if cc.Topic == "" || cc.GroupID == "" {
+		return nil, errors.New("kafka consumer: topic and group id are required")
+	}
+	if cc.CommitInterval <= 0 {
+		cc.CommitInterval = 500 * time.Millisecond
+	}
+	if cc.SessionTimeout <= 0 {
+		cc.SessionTimeout = 10 * time.Second
+	}
+	if cc.MaxWait <= 0 {
+		cc.MaxWait = 500 * time.Millisecond
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:           cfg.Brokers,
+		GroupID:           cc.GroupID,
+		Topic:             cc.Topic,
+		Dialer:            &kafka.Dialer{Timeout: cfg.DialTimeout, ClientID: cfg.ClientID},
+		MinBytes:          1,
+		MaxBytes:          10 << 20,
+		MaxWait:           cc.MaxWait,
+		CommitInterval:    cc.CommitInterval,
+		SessionTimeout:    cc.SessionTimeout,
+		HeartbeatInterval: cc.SessionTimeout / 5,
+		RebalanceTimeout:  cc.SessionTimeout,
+		StartOffset:       kafka.FirstOffset,
+		ReadBackoffMin:    50 * time.Millisecond,
+		ReadBackoffMax:    time.Second,
+	})
+	return &Consumer{r: r}, nil
+}
+
+// Run fetches records and passes each to handle, in order, until ctx is
+// done. A record is committed (in the background, batched) once handle
+// returns nil. When handle fails, Run returns its error without committing
+// that record; the consumer must then be closed, and a new one resumes from
+// the committed offset. Run returns nil when ctx ends.
+func (c *Consumer) Run(ctx context.Context, handle func(context.Context, Record) error) error {
+	for {
+		m, err := c.r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("consume %s: %w", c.r.Config().Topic, err)
+		}
+		if err := handle(ctx, Record{Topic: m.Topic, Key: m.Key, Value: m.Value, Partition: m.Partition, Offset: m.Offset, Time: m.Time}); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("handle %s/%d@%d: %w", m.Topic, m.Partition, m.Offset, err)
+		}
+		if err := c.r.CommitMessages(ctx, m); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("commit %s: %w", c.r.Config().Topic, err)
+		}
+	}
+}
+
+// Lag returns the consumer's last known lag in records.
+func (c *Consumer) Lag() int64 { return c.r.Stats().Lag }
+
+// Close commits pending offsets, leaves the group and closes the consumer.
+func (c *Consumer) Close() error { return c.r.Close() }

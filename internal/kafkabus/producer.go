@@ -1,0 +1,129 @@
+// Package kafkabus is Switchboard's Kafka layer: topic creation, the
+// acknowledged producer and group consumers. It is the only package that
+// imports kafka-go.
+package kafkabus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Config holds the broker connection settings shared by producers,
+// consumers and admin calls. Zero fields take the documented defaults.
+type Config struct {
+	// Brokers are host:port bootstrap addresses. Required.
+	Brokers []string
+	// ClientID names this process to the brokers. Default "switchboard".
+	ClientID string
+	// DialTimeout bounds a connection attempt. Default 5s.
+	DialTimeout time.Duration
+	// BatchTimeout is how long the producer waits to fill a batch before
+	// sending it. kafka-go's own default (1s) would add a second to every
+	// send. Default 2ms.
+	BatchTimeout time.Duration
+	// BatchSize is the most records in one batch per partition. Default 500.
+	BatchSize int
+	// MetadataTTL bounds how stale the producer's view of the topics may
+	// be; a new gateway's topic becomes writable within it. Default 1s.
+	MetadataTTL time.Duration
+}
+
+func (c *Config) setDefaults() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("kafka: no brokers configured")
+	}
+	if c.ClientID == "" {
+		c.ClientID = "switchboard"
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.BatchTimeout <= 0 {
+		c.BatchTimeout = 2 * time.Millisecond
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 500
+	}
+	if c.MetadataTTL <= 0 {
+		c.MetadataTTL = time.Second
+	}
+	return nil
+}
+
+// Record is one Kafka record to produce, or one consumed.
+type Record struct {
+	Topic     string
+	Key       []byte
+	Value     []byte
+	Partition int
+	Offset    int64
+	Time      time.Time
+}
+
+// Producer writes records and waits until all in-sync replicas have them
+// (acks=all). It is safe for concurrent use; concurrent calls are batched
+// together per partition.
+type Producer struct {
+	w *kafka.Writer
+}
+
+// NewProducer returns a producer. It does not connect until first used.
+func NewProducer(cfg Config) (*Producer, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	w := &kafka.Writer{
+		Addr:                   kafka.TCP(cfg.Brokers...),
+		Balancer:               &kafka.Murmur2Balancer{}, // same partitions as the Java client
+		RequiredAcks:           kafka.RequireAll,
+		BatchTimeout:           cfg.BatchTimeout,
+		BatchSize:              cfg.BatchSize,
+		MaxAttempts:            3,
+		WriteBackoffMin:        50 * time.Millisecond,
+		WriteBackoffMax:        500 * time.Millisecond,
+		AllowAutoTopicCreation: false,
+		Transport: &kafka.Transport{
+			Dial:        (&net.Dialer{Timeout: cfg.DialTimeout}).DialContext,
+			DialTimeout: cfg.DialTimeout,
+			MetadataTTL: cfg.MetadataTTL,
+			ClientID:    cfg.ClientID,
+		},
+	}
+	return &Producer{w: w}, nil
+}
+
+// Produce writes recs in one call and returns once every one is
+// acknowledged by all in-sync replicas, or with an error once ctx is done.
+// A record for a topic the producer does not know yet (created moments
+// ago elsewhere) is retried until its metadata arrives or ctx ends. On
+// error some records may still have been written.
+func (p *Producer) Produce(ctx context.Context, recs []Record) error {
+	msgs := make([]kafka.Message, len(recs))
+	for i, r := range recs {
+		msgs[i] = kafka.Message{Topic: r.Topic, Key: r.Key, Value: r.Value}
+	}
+	for {
+		err := p.w.WriteMessages(ctx, msgs...)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, kafka.UnknownTopicOrPartition) {
+			return fmt.Errorf("produce: %w", err)
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("produce: %w (%w)", err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Close flushes pending records and closes the producer.
+func (p *Producer) Close() error { return p.w.Close() }

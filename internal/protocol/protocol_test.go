@@ -1,0 +1,134 @@
+package protocol
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/switchboard-chat/switchboard/internal/chat"
+)
+
+func TestDecodeRejectsBadFramesWithTheRightCode(t *testing.T) {
+	big := strings.Repeat("x", MaxBodyBytes+1)
+	for _, tc := range []struct {
+		name, frame string
+		code        Code
+		cid         string
+	}{
+		{"malformed JSON", `{"type":"send"`, CodeBadRequest, ""},
+		{"not an object", `[1,2]`, CodeBadRequest, ""},
+		{"two values", `{"type":"ping"}{"type":"ping"}`, CodeBadRequest, ""},
+		{"missing type", `{"cid":"1"}`, CodeBadRequest, ""},
+		{"unknown type", `{"type":"dance"}`, CodeBadRequest, ""},
+		{"send without cid", `{"type":"send","body":"hi","to":"bob"}`, CodeBadRequest, ""},
+		{"send without body", `{"type":"send","cid":"c1","to":"bob"}`, CodeBadRequest, "c1"},
+		{"send with empty body", `{"type":"send","cid":"c1","body":"","to":"bob"}`, CodeBadRequest, "c1"},
+		{"send with neither to nor conv", `{"type":"send","cid":"c1","body":"hi"}`, CodeBadRequest, "c1"},
+		{"send with both to and conv", `{"type":"send","cid":"c1","body":"hi","to":"bob","conv":"public"}`, CodeBadRequest, "c1"},
+		{"send with a body over 4096 bytes", `{"type":"send","cid":"c1","body":"` + big + `","conv":"public"}`, CodeTooLarge, "c1"},
+		{"send to an invalid user", `{"type":"send","cid":"c1","body":"hi","to":"Bob!"}`, CodeBadRequest, "c1"},
+		{"send to an invalid conversation", `{"type":"send","cid":"c1","body":"hi","conv":"room"}`, CodeBadRequest, "c1"},
+		{"send with a cid over 64 characters", `{"type":"send","cid":"` + strings.Repeat("c", 65) + `","body":"hi","to":"bob"}`, CodeBadRequest, ""},
+		{"send with a number as body", `{"type":"send","cid":"c1","body":5,"to":"bob"}`, CodeBadRequest, ""},
+		{"receipt with a bad status", `{"type":"receipt","conv":"public","seq":1,"status":"seen"}`, CodeBadRequest, ""},
+		{"receipt without seq", `{"type":"receipt","conv":"public","status":"read"}`, CodeBadRequest, ""},
+		{"typing with a bad state", `{"type":"typing","to":"bob","state":"maybe"}`, CodeBadRequest, ""},
+		{"sync with a bad conversation", `{"type":"sync","since":{"nope":1}}`, CodeBadRequest, ""},
+		{"sync with a negative seq", `{"type":"sync","since":{"public":-1}}`, CodeBadRequest, ""},
+		{"ping with a string", `{"type":"ping","t":"x"}`, CodeBadRequest, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Decode([]byte(tc.frame))
+			perr, ok := err.(*Error)
+			if !ok {
+				t.Fatalf("Decode(%s) = %v, want *Error", tc.frame, err)
+			}
+			if perr.Code != tc.code || perr.CID != tc.cid {
+				t.Fatalf("Decode(%.80s) = code %s cid %q (%s), want code %s cid %q", tc.frame, perr.Code, perr.CID, perr.Message, tc.code, tc.cid)
+			}
+		})
+	}
+}
+
+func TestDecodeAcceptsValidFrames(t *testing.T) {
+	in, err := Decode([]byte(`{"type":"send","cid":"c1","body":"héllo","to":"bob"}`))
+	if err != nil || in.To != "bob" || in.Body != "héllo" || in.CID != "c1" || in.Conv != "" {
+		t.Fatalf("send to: %+v %v", in, err)
+	}
+	body := strings.Repeat("é", MaxBodyBytes/2) // exactly 4096 bytes
+	in, err = Decode([]byte(`{"type":"send","cid":"c2","body":"` + body + `","conv":"public"}`))
+	if err != nil || in.Conv != chat.Public {
+		t.Fatalf("send with a 4096-byte body: %v", err)
+	}
+	in, err = Decode([]byte(`{"type":"sync","since":{"public":4,"dm:a:b":0}}`))
+	if err != nil || in.Since["public"] != 4 || len(in.Since) != 2 {
+		t.Fatalf("sync: %+v %v", in, err)
+	}
+	in, err = Decode([]byte(`{"type":"ping","t":12.5}`))
+	if err != nil || string(in.T) != "12.5" {
+		t.Fatalf("ping: %+v %v", in, err)
+	}
+	in, err = Decode([]byte(`{"type":"receipt","conv":"dm:a:b","seq":3,"status":"read"}`))
+	if err != nil || in.Seq != 3 || in.Status != "read" {
+		t.Fatalf("receipt: %+v %v", in, err)
+	}
+}
+
+func TestEncodedFramesAreObjectsWithTheirType(t *testing.T) {
+	for _, tc := range []struct {
+		typ   string
+		frame []byte
+	}{
+		{"hello", EncodeHello(Hello{User: "a", Server: "gw-1", Session: "s", HeartbeatMS: 1})},
+		{"sent", EncodeSent(Sent{CID: "c", ID: "i", Conv: "public", Seq: 1, TS: 2})},
+		{"message", EncodeMessage(&chat.Message{ID: "i", Conv: "public", Seq: 1, From: "a", Body: "<b>", TS: 2})},
+		{"reconnect", EncodeReconnect(Reconnect{AfterMS: 10, Reason: "drain"})},
+		{"synced", EncodeSynced(Synced{})},
+		{"pong", EncodePong(json.RawMessage("7"))},
+		{"error", EncodeError(&Error{Code: CodeBadRequest, Message: "m", CID: "c"})},
+	} {
+		var m map[string]any
+		if err := json.Unmarshal(tc.frame, &m); err != nil {
+			t.Fatalf("%s: %s: %v", tc.typ, tc.frame, err)
+		}
+		if m["type"] != tc.typ {
+			t.Fatalf("%s: type = %v in %s", tc.typ, m["type"], tc.frame)
+		}
+	}
+	var m map[string]any
+	_ = json.Unmarshal(EncodeMessage(&chat.Message{ID: "i", Conv: "public", Seq: 9, From: "a", Body: "hi", TS: 2}), &m)
+	if m["seq"] != float64(9) || m["body"] != "hi" || m["from"] != "a" {
+		t.Fatalf("message fields: %v", m)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"send","cid":"c1","body":"hi","to":"bob"}`,
+		`{"type":"send","cid":"c1","body":"hi","conv":"dm:a:b"}`,
+		`{"type":"sync","since":{"public":1}}`,
+		`{"type":"ping","t":1}`,
+		`{"type":"receipt","conv":"public","seq":1,"status":"read"}`,
+		`{"type":"typing","to":"bob","state":"start"}`,
+		`{`, `null`, `[]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in, err := Decode(data)
+		if err != nil {
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("error %T is not *Error", err)
+			}
+			return
+		}
+		if in.Type == TypeSend {
+			if in.CID == "" || len(in.CID) > MaxCIDLen || in.Body == "" || len(in.Body) > MaxBodyBytes {
+				t.Fatalf("invalid send accepted: %+v", in)
+			}
+			if (in.To == "") == (in.Conv == "") {
+				t.Fatalf("send with neither or both targets accepted: %+v", in)
+			}
+		}
+	})
+}

@@ -1,0 +1,160 @@
+package route
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/internal/chat"
+)
+
+// SendRequest is one send to prepare.
+type SendRequest struct {
+	From chat.UserID
+	CID  string
+	Conv chat.ConvID
+	// Recipients are the users whose sessions get a copy (for a direct
+	// message: both members, so the sender's other devices get the echo).
+	// Public sends leave it empty: every live gateway gets a copy.
+	Recipients []chat.UserID
+	// ID and TS are used when the cid is new.
+	ID string
+	TS int64
+}
+
+// SendPlan is what the send path needs to produce a message.
+type SendPlan struct {
+	ID  string
+	Seq int64
+	TS  int64
+	// Dup is true when the cid was already used; ID, Seq and TS are the
+	// original's.
+	Dup bool
+	// Acked is true when the original is known to be in Kafka: nothing is
+	// written again and the original sent is returned.
+	Acked bool
+	// Targets maps each live gateway to the recipients connected to it.
+	Targets map[chat.ServerID][]chat.UserID
+}
+
+// dedupeSeq returns the existing record of a (user, cid), or takes the next
+// seq of the conversation and records "id|seq|ts|p" (p: pending until Kafka
+// acknowledged it; a: acknowledged).
+var dedupeSeq = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+local seq = redis.call('INCR', KEYS[2])
+v = ARGV[1] .. '|' .. seq .. '|' .. ARGV[2] .. '|p'
+redis.call('SET', KEYS[1], v, 'PX', ARGV[3])
+return v
+`)
+
+// PrepareSends dedupes each request's cid, takes its seq and looks up the
+// gateways of its recipients, all in one Redis round trip. It also returns
+// the live gateways (the targets of a public send).
+func (t *Table) PrepareSends(ctx context.Context, reqs []SendRequest) ([]SendPlan, []chat.ServerID, error) {
+	plans, live, err := t.prepareSends(ctx, reqs)
+	if err != nil && isNoScript(err) {
+		// Redis lost its script cache (restart, SCRIPT FLUSH): load and retry once.
+		if lerr := dedupeSeq.Load(ctx, t.rdb).Err(); lerr != nil {
+			return nil, nil, fmt.Errorf("prepare sends: load script: %w", lerr)
+		}
+		plans, live, err = t.prepareSends(ctx, reqs)
+	}
+	return plans, live, err
+}
+
+func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest) ([]SendPlan, []chat.ServerID, error) {
+	ttl := strconv.FormatInt(t.cfg.DedupeTTL.Milliseconds(), 10)
+	pipe := t.rdb.Pipeline()
+	dedupe := make([]*redis.Cmd, len(reqs))
+	sessions := make(map[chat.UserID]*redis.MapStringStringCmd)
+	for i, r := range reqs {
+		dedupe[i] = dedupeSeq.EvalSha(ctx, pipe,
+			[]string{t.dedupeKey(r.From, r.CID), t.SeqKey(r.Conv)},
+			r.ID, strconv.FormatInt(r.TS, 10), ttl)
+		for _, u := range r.Recipients {
+			if sessions[u] == nil {
+				sessions[u] = pipe.HGetAll(ctx, t.sessionsKey(u))
+			}
+		}
+	}
+	liveCmd := t.liveCmd(ctx, pipe)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, nil, fmt.Errorf("prepare sends: %w", err)
+	}
+	live := toServerIDs(liveCmd.Val())
+	isLive := make(map[chat.ServerID]bool, len(live))
+	for _, s := range live {
+		isLive[s] = true
+	}
+	plans := make([]SendPlan, len(reqs))
+	for i, r := range reqs {
+		rec, err := dedupe[i].Text()
+		if err != nil {
+			return nil, nil, fmt.Errorf("prepare sends: %w", err)
+		}
+		p, err := parseDedupe(rec)
+		if err != nil {
+			return nil, nil, fmt.Errorf("prepare sends: %s/%s: %w", r.From, r.CID, err)
+		}
+		p.Dup = p.ID != r.ID
+		if len(r.Recipients) > 0 {
+			p.Targets = make(map[chat.ServerID][]chat.UserID)
+			for _, u := range r.Recipients {
+				seen := map[chat.ServerID]bool{}
+				for _, s := range sessions[u].Val() {
+					sid := chat.ServerID(s)
+					if isLive[sid] && !seen[sid] {
+						seen[sid] = true
+						p.Targets[sid] = append(p.Targets[sid], u)
+					}
+				}
+			}
+		}
+		plans[i] = p
+	}
+	return plans, live, nil
+}
+
+// parseDedupe parses "id|seq|ts|state".
+func parseDedupe(rec string) (SendPlan, error) {
+	f := strings.Split(rec, "|")
+	if len(f) != 4 {
+		return SendPlan{}, fmt.Errorf("corrupt dedupe record %q", rec)
+	}
+	seq, err1 := strconv.ParseInt(f[1], 10, 64)
+	ts, err2 := strconv.ParseInt(f[2], 10, 64)
+	if err1 != nil || err2 != nil {
+		return SendPlan{}, fmt.Errorf("corrupt dedupe record %q", rec)
+	}
+	return SendPlan{ID: f[0], Seq: seq, TS: ts, Acked: f[3] == "a"}, nil
+}
+
+// Acked identifies a send whose message Kafka acknowledged.
+type Acked struct {
+	From chat.UserID
+	CID  string
+	Plan SendPlan
+}
+
+// MarkAcked records that the messages of these sends are in Kafka, so a
+// retried cid answers without writing again. Until then a retry rewrites
+// the message with the same id and seq (harmless: consumers dedupe by id).
+func (t *Table) MarkAcked(ctx context.Context, sends []Acked) error {
+	if len(sends) == 0 {
+		return nil
+	}
+	pipe := t.rdb.Pipeline()
+	for _, s := range sends {
+		rec := s.Plan.ID + "|" + strconv.FormatInt(s.Plan.Seq, 10) + "|" + strconv.FormatInt(s.Plan.TS, 10) + "|a"
+		pipe.SetArgs(ctx, t.dedupeKey(s.From, s.CID), rec, redis.SetArgs{Mode: "XX", KeepTTL: true})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return fmt.Errorf("mark acked: %w", err)
+	}
+	return nil
+}

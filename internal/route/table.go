@@ -1,0 +1,189 @@
+// Package route is the Redis routing table: sessions and their leases, the
+// live-gateway registry, and the one-round-trip lookups of the send path.
+package route
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/internal/chat"
+)
+
+// Config configures a Table. Zero fields take the documented defaults.
+type Config struct {
+	// Prefix is prepended to every key. Default "sb:".
+	Prefix string
+	// Lease is how long a gateway's registration lives without a
+	// heartbeat; its sessions are ignored once it lapses. Default 15s.
+	Lease time.Duration
+	// DedupeTTL is how long a (user, cid) pair is remembered. Default 24h.
+	DedupeTTL time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Prefix == "" {
+		c.Prefix = "sb:"
+	}
+	if c.Lease <= 0 {
+		c.Lease = 15 * time.Second
+	}
+	if c.DedupeTTL <= 0 {
+		c.DedupeTTL = 24 * time.Hour
+	}
+}
+
+// Table is the routing table. It is safe for concurrent use.
+type Table struct {
+	rdb *redis.Client
+	cfg Config
+	now func() time.Time
+}
+
+// New returns a Table on rdb.
+func New(rdb *redis.Client, cfg Config) *Table {
+	cfg.setDefaults()
+	return &Table{rdb: rdb, cfg: cfg, now: time.Now}
+}
+
+// Lease returns the configured gateway lease.
+func (t *Table) Lease() time.Duration { return t.cfg.Lease }
+
+// Keys.
+func (t *Table) gatewaysKey() string                  { return t.cfg.Prefix + "gw" }
+func (t *Table) sessionsKey(u chat.UserID) string     { return t.cfg.Prefix + "sess:" + string(u) }
+func (t *Table) gwSessionsKey(s chat.ServerID) string { return t.cfg.Prefix + "gwsess:" + string(s) }
+func (t *Table) dedupeKey(u chat.UserID, cid string) string {
+	return t.cfg.Prefix + "dedupe:" + string(u) + ":" + cid
+}
+
+// SeqKey returns the key of conversation c's seq counter. The router raises
+// it from the log, so it survives a Redis rebuild.
+func (t *Table) SeqKey(c chat.ConvID) string { return t.cfg.Prefix + "seq:" + string(c) }
+
+// Heartbeat registers gateway s as live for one lease from now.
+func (t *Table) Heartbeat(ctx context.Context, s chat.ServerID) error {
+	exp := t.now().Add(t.cfg.Lease).UnixMilli()
+	if err := t.rdb.ZAdd(ctx, t.gatewaysKey(), redis.Z{Score: float64(exp), Member: string(s)}).Err(); err != nil {
+		return fmt.Errorf("heartbeat %s: %w", s, err)
+	}
+	return nil
+}
+
+// Deregister removes gateway s from the live registry.
+func (t *Table) Deregister(ctx context.Context, s chat.ServerID) error {
+	if err := t.rdb.ZRem(ctx, t.gatewaysKey(), string(s)).Err(); err != nil {
+		return fmt.Errorf("deregister %s: %w", s, err)
+	}
+	return nil
+}
+
+// LiveGateways returns the gateways whose lease has not lapsed.
+func (t *Table) LiveGateways(ctx context.Context) ([]chat.ServerID, error) {
+	ids, err := t.liveCmd(ctx, t.rdb).Result()
+	if err != nil {
+		return nil, fmt.Errorf("live gateways: %w", err)
+	}
+	return toServerIDs(ids), nil
+}
+
+// DeadGateways returns the registered gateways whose lease lapsed more
+// than grace ago.
+func (t *Table) DeadGateways(ctx context.Context, grace time.Duration) ([]chat.ServerID, error) {
+	max := strconv.FormatInt(t.now().Add(-grace).UnixMilli(), 10)
+	ids, err := t.rdb.ZRangeByScore(ctx, t.gatewaysKey(), &redis.ZRangeBy{Min: "-inf", Max: "(" + max}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("dead gateways: %w", err)
+	}
+	return toServerIDs(ids), nil
+}
+
+func (t *Table) liveCmd(ctx context.Context, c redis.Cmdable) *redis.StringSliceCmd {
+	min := strconv.FormatInt(t.now().UnixMilli(), 10)
+	return c.ZRangeByScore(ctx, t.gatewaysKey(), &redis.ZRangeBy{Min: min, Max: "+inf"})
+}
+
+func toServerIDs(ids []string) []chat.ServerID {
+	out := make([]chat.ServerID, len(ids))
+	for i, id := range ids {
+		out[i] = chat.ServerID(id)
+	}
+	return out
+}
+
+// AddSession records that user u has session sess on gateway s.
+func (t *Table) AddSession(ctx context.Context, u chat.UserID, sess string, s chat.ServerID) error {
+	_, err := t.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, t.sessionsKey(u), sess, string(s))
+		p.SAdd(ctx, t.gwSessionsKey(s), string(u)+"|"+sess)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("add session %s/%s: %w", u, sess, err)
+	}
+	return nil
+}
+
+// removeSession deletes a session only if it still points at the given
+// gateway (compare-before-delete), and drops it from the gateway's index.
+// It returns the number of sessions the user has left.
+var removeSession = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+redis.call('SREM', KEYS[2], ARGV[3])
+return redis.call('HLEN', KEYS[1])
+`)
+
+// RemoveSession removes session sess of user u if it is still registered
+// on gateway s, and returns how many sessions u has left anywhere.
+func (t *Table) RemoveSession(ctx context.Context, u chat.UserID, sess string, s chat.ServerID) (int, error) {
+	n, err := removeSession.Run(ctx, t.rdb,
+		[]string{t.sessionsKey(u), t.gwSessionsKey(s)},
+		sess, string(s), string(u)+"|"+sess).Int()
+	if err != nil {
+		return 0, fmt.Errorf("remove session %s/%s: %w", u, sess, err)
+	}
+	return n, nil
+}
+
+// PurgeGateway removes every session of gateway s and its registration, and
+// returns the users left with no session at all.
+func (t *Table) PurgeGateway(ctx context.Context, s chat.ServerID) ([]chat.UserID, error) {
+	members, err := t.rdb.SMembers(ctx, t.gwSessionsKey(s)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("purge %s: %w", s, err)
+	}
+	var gone []chat.UserID
+	for _, m := range members {
+		u, sess, ok := strings.Cut(m, "|")
+		if !ok {
+			continue
+		}
+		left, err := t.RemoveSession(ctx, chat.UserID(u), sess, s)
+		if err != nil {
+			return gone, fmt.Errorf("purge %s: %w", s, err)
+		}
+		if left == 0 {
+			gone = append(gone, chat.UserID(u))
+		}
+	}
+	if err := t.rdb.Del(ctx, t.gwSessionsKey(s)).Err(); err != nil {
+		return gone, fmt.Errorf("purge %s: %w", s, err)
+	}
+	return gone, t.Deregister(ctx, s)
+}
+
+// Ping checks that Redis answers.
+func (t *Table) Ping(ctx context.Context) error { return t.rdb.Ping(ctx).Err() }
+
+// isNoScript reports whether err is Redis's NOSCRIPT error.
+func isNoScript(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOSCRIPT")
+}

@@ -1,0 +1,261 @@
+// Package router is Switchboard's materializer and janitor: it turns the
+// chat-log topic into the Redis views and removes the sessions of gateways
+// whose lease lapsed.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/kafkabus"
+	"github.com/switchboard-chat/switchboard/internal/route"
+	"github.com/switchboard-chat/switchboard/internal/store"
+)
+
+// Config configures a router. Zero fields take the documented defaults.
+type Config struct {
+	// Addr serves /healthz, /readyz and /metrics. Default ":9090".
+	Addr string
+	// ChatLogTopic is the log of record. Default "chat-log".
+	ChatLogTopic string
+	// ChatLogPartitions is used when the router creates chat-log. Default 4.
+	ChatLogPartitions int
+	// GroupID is the consumer group of every router replica. Default "router".
+	GroupID string
+	// JanitorInterval is how often dead gateways are looked for. Default 5s.
+	JanitorInterval time.Duration
+	// DeadAfter is how long past its lease a gateway is purged. Default 0:
+	// as soon as the lease lapses.
+	DeadAfter time.Duration
+	// ApplyTimeout bounds one Redis apply. Default 5s.
+	ApplyTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = ":9090"
+	}
+	if c.ChatLogTopic == "" {
+		c.ChatLogTopic = "chat-log"
+	}
+	if c.ChatLogPartitions <= 0 {
+		c.ChatLogPartitions = 4
+	}
+	if c.GroupID == "" {
+		c.GroupID = "router"
+	}
+	if c.JanitorInterval <= 0 {
+		c.JanitorInterval = 5 * time.Second
+	}
+	if c.ApplyTimeout <= 0 {
+		c.ApplyTimeout = 5 * time.Second
+	}
+}
+
+// Deps are the router's collaborators.
+type Deps struct {
+	Logger   *slog.Logger
+	Registry *prometheus.Registry // default: a private registry
+	Redis    *redis.Client        // required
+	Route    route.Config
+	Store    store.Config
+	Kafka    kafkabus.Config
+}
+
+// Router materializes the log and cleans up after dead gateways.
+type Router struct {
+	cfg      Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	table    *route.Table
+	store    *store.Store
+	admin    *kafkabus.Admin
+	consumer *kafkabus.Consumer
+	ln       net.Listener
+
+	applied *prometheus.CounterVec
+	purged  prometheus.Counter
+}
+
+// New checks cfg, binds the HTTP listener and returns a router.
+func New(cfg Config, deps Deps) (*Router, error) {
+	cfg.setDefaults()
+	if deps.Redis == nil {
+		return nil, errors.New("router: Redis is required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Registry == nil {
+		deps.Registry = prometheus.NewRegistry()
+	}
+	admin, err := kafkabus.NewAdmin(deps.Kafka)
+	if err != nil {
+		return nil, err
+	}
+	consumer, err := kafkabus.NewConsumer(deps.Kafka, kafkabus.ConsumerConfig{Topic: cfg.ChatLogTopic, GroupID: cfg.GroupID})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("HTTP_ADDR %s: %w", cfg.Addr, err)
+	}
+	r := &Router{
+		cfg: cfg, log: deps.Logger.With("component", "router"), reg: deps.Registry,
+		table: route.New(deps.Redis, deps.Route), store: store.New(deps.Redis, deps.Store),
+		admin: admin, consumer: consumer, ln: ln,
+		applied: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
+			Name: "applied_total", Help: "chat-log records applied, by result (new, duplicate, error, skipped)."}, []string{"result"}),
+		purged: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
+			Name: "gateways_purged_total", Help: "Dead gateways whose sessions were removed."}),
+	}
+	r.reg.MustRegister(r.applied, r.purged, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "switchboard", Subsystem: "router", Name: "consumer_lag", Help: "Records behind the end of chat-log.",
+	}, func() float64 { return float64(r.consumer.Lag()) }))
+	return r, nil
+}
+
+// Addr returns the HTTP listen address.
+func (r *Router) Addr() net.Addr { return r.ln.Addr() }
+
+// Run creates chat-log, then materializes it and runs the janitor until
+// ctx is done. It returns after its goroutines have exited.
+func (r *Router) Run(ctx context.Context) error {
+	defer r.ln.Close()
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := r.admin.EnsureTopics(setup, kafkabus.TopicSpec{Name: r.cfg.ChatLogTopic, Partitions: r.cfg.ChatLogPartitions})
+	cancel()
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", r.serveReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	r.log.Info("router started", "addr", r.ln.Addr().String(), "topic", r.cfg.ChatLogTopic)
+
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); _ = srv.Serve(r.ln) }()
+	go func() { defer wg.Done(); r.consumeLoop(ctx) }()
+	go func() { defer wg.Done(); r.janitorLoop(ctx) }()
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = srv.Shutdown(sctx)
+	cancel()
+	wg.Wait()
+	return r.consumer.Close()
+}
+
+func (r *Router) serveReady(w http.ResponseWriter, req *http.Request) {
+	ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
+	defer cancel()
+	if err := r.admin.Ping(ctx); err != nil {
+		http.Error(w, "kafka: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if err := r.table.Ping(ctx); err != nil {
+		http.Error(w, "redis: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ready\n"))
+}
+
+func (r *Router) consumeLoop(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for {
+		err := r.consumer.Run(ctx, r.apply)
+		if ctx.Err() != nil {
+			return
+		}
+		r.log.Warn("consumer stopped; restarting", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// apply materializes one chat-log record, retrying Redis failures until
+// they succeed or ctx ends: the log must not be skipped past, so a record
+// that was not applied is not committed.
+func (r *Router) apply(ctx context.Context, rec kafkabus.Record) error {
+	lr, err := chat.DecodeLogRecord(rec.Value)
+	if err != nil {
+		r.applied.WithLabelValues("skipped").Inc()
+		r.log.Warn("undecodable chat-log record", "partition", rec.Partition, "offset", rec.Offset, "err", err)
+		return nil
+	}
+	if lr.Type != chat.TypeMessage {
+		r.applied.WithLabelValues("skipped").Inc()
+		return nil
+	}
+	backoff := 50 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, r.cfg.ApplyTimeout)
+		added, err := r.store.ApplyMessage(actx, lr.Message)
+		cancel()
+		if err == nil {
+			if added {
+				r.applied.WithLabelValues("new").Inc()
+			} else {
+				r.applied.WithLabelValues("duplicate").Inc()
+			}
+			return nil
+		}
+		r.applied.WithLabelValues("error").Inc()
+		r.log.Warn("apply failed; retrying", "id", lr.Message.ID, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// janitorLoop purges gateways whose lease lapsed.
+func (r *Router) janitorLoop(ctx context.Context) {
+	t := time.NewTicker(r.cfg.JanitorInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.sweep(ctx)
+		}
+	}
+}
+
+func (r *Router) sweep(ctx context.Context) {
+	dead, err := r.table.DeadGateways(ctx, r.cfg.DeadAfter)
+	if err != nil {
+		r.log.Warn("janitor: list gateways", "err", err)
+		return
+	}
+	for _, gw := range dead {
+		gone, err := r.table.PurgeGateway(ctx, gw)
+		if err != nil {
+			r.log.Warn("janitor: purge", "gateway", gw, "err", err)
+			continue
+		}
+		r.purged.Inc()
+		r.log.Info("janitor: purged dead gateway", "gateway", gw, "users_offline", len(gone))
+	}
+}
