@@ -11,10 +11,17 @@ import (
 
 // consumeLoop consumes this gateway's topic until ctx ends, restarting
 // after errors with a capped backoff.
-func (s *Server) consumeLoop(ctx context.Context) {
+func (s *Server) consumeLoop(ctx context.Context, consumer *kafkabus.Consumer) {
 	backoff := 100 * time.Millisecond
+	var lagAt time.Time
 	for {
-		err := s.consumer.Run(ctx, s.deliver)
+		err := consumer.Run(ctx, func(ctx context.Context, rec kafkabus.Record) error {
+			if now := time.Now(); now.Sub(lagAt) > time.Second {
+				lagAt = now
+				s.lag.Store(consumer.Lag()) // Stats is too costly per record
+			}
+			return s.deliver(ctx, rec)
+		})
 		if ctx.Err() != nil {
 			return
 		}

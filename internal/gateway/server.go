@@ -129,7 +129,8 @@ type Server struct {
 	table    *route.Table
 	admin    *kafkabus.Admin
 	producer *kafkabus.Producer
-	consumer *kafkabus.Consumer
+	kafka    kafkabus.Config
+	lag      atomic.Int64 // consumer lag, sampled by consumeLoop
 	identity auth.Identity
 	hub      *hub
 	admit    *bucket
@@ -160,12 +161,6 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	consumer, err := kafkabus.NewConsumer(deps.Kafka, kafkabus.ConsumerConfig{
-		Topic: cfg.ServerID.Topic(), GroupID: "ws-server-group-" + string(cfg.ServerID),
-	})
-	if err != nil {
-		return nil, err
-	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("HTTP_ADDR %s: %w", cfg.Addr, err)
@@ -177,13 +172,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		table:    route.New(deps.Redis, deps.Route),
 		admin:    admin,
 		producer: producer,
-		consumer: consumer,
+		kafka:    deps.Kafka,
 		identity: deps.Identity,
 		hub:      newHub(),
 		admit:    newBucket(cfg.ConnectRate, cfg.ConnectBurst),
 		ln:       ln,
 	}
-	s.m = newMetrics(reg, func() float64 { return float64(s.consumer.Lag()) })
+	s.m = newMetrics(reg, func() float64 { return float64(s.lag.Load()) })
 	return s, nil
 }
 
@@ -220,6 +215,14 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The consumer joins its group as soon as it exists, so it is made
+	// only once the topic is there.
+	consumer, err := kafkabus.NewConsumer(s.kafka, kafkabus.ConsumerConfig{
+		Topic: s.cfg.ServerID.Topic(), GroupID: "ws-server-group-" + string(s.cfg.ServerID),
+	})
+	if err != nil {
+		return err
+	}
 	s.log.Info("gateway started", "addr", s.ln.Addr().String(), "topic", s.cfg.ServerID.Topic())
 
 	// connCtx outlives ctx so that the drain can still talk to clients.
@@ -236,7 +239,7 @@ func (s *Server) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	go func() { defer wg.Done(); serveErr <- srv.Serve(s.ln) }()
 	go func() { defer wg.Done(); s.heartbeatLoop(bg) }()
-	go func() { defer wg.Done(); s.consumeLoop(bg) }()
+	go func() { defer wg.Done(); s.consumeLoop(bg, consumer) }()
 
 	select {
 	case <-ctx.Done():
@@ -246,7 +249,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.drain(srv, stopConns)
 	stopBg()
 	wg.Wait()
-	if cerr := s.consumer.Close(); cerr != nil {
+	if cerr := consumer.Close(); cerr != nil {
 		s.log.Warn("consumer close", "err", cerr)
 	}
 	return err

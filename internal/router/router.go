@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,7 +82,8 @@ type Router struct {
 	table    *route.Table
 	store    *store.Store
 	admin    *kafkabus.Admin
-	consumer *kafkabus.Consumer
+	kafka    kafkabus.Config
+	lag      atomic.Int64
 	ln       net.Listener
 
 	applied *prometheus.CounterVec
@@ -104,10 +106,6 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	consumer, err := kafkabus.NewConsumer(deps.Kafka, kafkabus.ConsumerConfig{Topic: cfg.ChatLogTopic, GroupID: cfg.GroupID})
-	if err != nil {
-		return nil, err
-	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("HTTP_ADDR %s: %w", cfg.Addr, err)
@@ -115,7 +113,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	r := &Router{
 		cfg: cfg, log: deps.Logger.With("component", "router"), reg: deps.Registry,
 		table: route.New(deps.Redis, deps.Route), store: store.New(deps.Redis, deps.Store),
-		admin: admin, consumer: consumer, ln: ln,
+		admin: admin, kafka: deps.Kafka, ln: ln,
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
 			Name: "applied_total", Help: "chat-log records applied, by result (new, duplicate, error, skipped)."}, []string{"result"}),
 		purged: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
@@ -123,7 +121,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	}
 	r.reg.MustRegister(r.applied, r.purged, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "switchboard", Subsystem: "router", Name: "consumer_lag", Help: "Records behind the end of chat-log.",
-	}, func() float64 { return float64(r.consumer.Lag()) }))
+	}, func() float64 { return float64(r.lag.Load()) }))
 	return r, nil
 }
 
@@ -140,6 +138,11 @@ func (r *Router) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The consumer joins its group at once, so it is made after the topic.
+	consumer, err := kafkabus.NewConsumer(r.kafka, kafkabus.ConsumerConfig{Topic: r.cfg.ChatLogTopic, GroupID: r.cfg.GroupID})
+	if err != nil {
+		return err
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", r.serveReady)
@@ -150,14 +153,14 @@ func (r *Router) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); _ = srv.Serve(r.ln) }()
-	go func() { defer wg.Done(); r.consumeLoop(ctx) }()
+	go func() { defer wg.Done(); r.consumeLoop(ctx, consumer) }()
 	go func() { defer wg.Done(); r.janitorLoop(ctx) }()
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = srv.Shutdown(sctx)
 	cancel()
 	wg.Wait()
-	return r.consumer.Close()
+	return consumer.Close()
 }
 
 func (r *Router) serveReady(w http.ResponseWriter, req *http.Request) {
@@ -174,10 +177,17 @@ func (r *Router) serveReady(w http.ResponseWriter, req *http.Request) {
 	w.Write([]byte("ready\n"))
 }
 
-func (r *Router) consumeLoop(ctx context.Context) {
+func (r *Router) consumeLoop(ctx context.Context, consumer *kafkabus.Consumer) {
 	backoff := 100 * time.Millisecond
+	var lagAt time.Time
 	for {
-		err := r.consumer.Run(ctx, r.apply)
+		err := consumer.Run(ctx, func(ctx context.Context, rec kafkabus.Record) error {
+			if now := time.Now(); now.Sub(lagAt) > time.Second {
+				lagAt = now
+				r.lag.Store(consumer.Lag()) // Stats is too costly per record
+			}
+			return r.apply(ctx, rec)
+		})
 		if ctx.Err() != nil {
 			return
 		}

@@ -1,0 +1,284 @@
+//go:build integration
+
+// Package e2e runs gateways and routers in-process against the real Kafka
+// broker and Redis that `make test` starts (SWITCHBOARD_KAFKA,
+// SWITCHBOARD_REDIS; defaults 127.0.0.1:9092 and 127.0.0.1:6379). Every
+// test gets its own SERVER_IDs, chat-log topic and Redis key prefix, and
+// deletes its topics and keys when it ends.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/internal/auth"
+	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/gateway"
+	"github.com/switchboard-chat/switchboard/internal/kafkabus"
+	"github.com/switchboard-chat/switchboard/internal/route"
+	"github.com/switchboard-chat/switchboard/internal/router"
+	"github.com/switchboard-chat/switchboard/internal/store"
+	"github.com/switchboard-chat/switchboard/internal/wsclient"
+)
+
+func env(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+var (
+	kafkaAddr = env("SWITCHBOARD_KAFKA", "127.0.0.1:9092")
+	redisAddr = env("SWITCHBOARD_REDIS", "127.0.0.1:6379")
+	runID     = strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	counter   atomic.Int64
+)
+
+// cluster is one test's isolated Switchboard deployment.
+type cluster struct {
+	t       *testing.T
+	name    string
+	prefix  string
+	chatLog string
+	rdb     *redis.Client
+	admin   *kafkabus.Admin
+	log     *slog.Logger
+	topics  []string
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	name := fmt.Sprintf("t%s-%d", runID, counter.Add(1))
+	c := &cluster{
+		t: t, name: name, prefix: "test:" + name + ":", chatLog: "chat-log-" + name,
+		rdb: redis.NewClient(&redis.Options{Addr: redisAddr}),
+		log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	var err error
+	if c.admin, err = kafkabus.NewAdmin(c.kafka()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("Redis at %s: %v (make test starts it)", redisAddr, err)
+	}
+	if err := c.admin.Ping(ctx); err != nil {
+		t.Fatalf("Kafka at %s: %v (make test starts it)", kafkaAddr, err)
+	}
+	c.topics = append(c.topics, c.chatLog)
+	t.Cleanup(c.cleanup)
+	return c
+}
+
+func (c *cluster) kafka() kafkabus.Config {
+	return kafkabus.Config{Brokers: []string{kafkaAddr}, ClientID: "e2e"}
+}
+
+func (c *cluster) routeConfig() route.Config {
+	return route.Config{Prefix: c.prefix, Lease: 3 * time.Second}
+}
+
+func (c *cluster) cleanup() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.admin.DeleteTopics(ctx, c.topics...); err != nil {
+		c.t.Logf("cleanup: %v", err)
+	}
+	var cursor uint64
+	for {
+		keys, next, err := c.rdb.Scan(ctx, cursor, c.prefix+"*", 1000).Result()
+		if err != nil {
+			c.t.Logf("cleanup: %v", err)
+			break
+		}
+		if len(keys) > 0 {
+			c.rdb.Del(ctx, keys...)
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	c.rdb.Close()
+}
+
+// gw is a running gateway.
+type gw struct {
+	id     chat.ServerID
+	srv    *gateway.Server
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startGateway runs a gateway named <name>-<cluster> until the test ends.
+func (c *cluster) startGateway(name string, tweak ...func(*gateway.Config)) *gw {
+	c.t.Helper()
+	id := chat.ServerID(name + "-" + c.name)
+	cfg := gateway.Config{
+		ServerID: id, Addr: "127.0.0.1:0", ChatLogTopic: c.chatLog,
+		PingInterval: 2 * time.Second, PingTimeout: 2 * time.Second,
+		DrainWindow: 500 * time.Millisecond, ShutdownTimeout: 10 * time.Second,
+	}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	srv, err := gateway.New(cfg, gateway.Deps{
+		Logger: c.log.With("gw", name), Redis: c.rdb, Route: c.routeConfig(), Kafka: c.kafka(), Identity: auth.Open{},
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.topics = append(c.topics, id.Topic())
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &gw{id: id, srv: srv, cancel: cancel, done: make(chan error, 1)}
+	go func() { g.done <- srv.Run(ctx) }()
+	c.t.Cleanup(func() { g.stop(c.t) })
+	c.waitReady(g)
+	return g
+}
+
+// stop drains the gateway and waits for Run to return.
+func (g *gw) stop(t *testing.T) {
+	g.cancel()
+	select {
+	case err, ok := <-g.done:
+		if ok && err != nil {
+			t.Errorf("gateway %s: %v", g.id, err)
+		}
+		close(g.done)
+	case <-time.After(30 * time.Second):
+		t.Errorf("gateway %s did not stop within 30s", g.id)
+	}
+}
+
+// waitReady waits until the gateway is registered live and its consumer
+// group has joined: a note to self from one session of a probe user must
+// reach the probe's second session through the gateway's own topic.
+func (c *cluster) waitReady(g *gw) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	user := fmt.Sprintf("probe%d", counter.Add(1))
+	sender, watcher := c.dial(g, user), c.dial(g, user)
+	defer sender.Close()
+	defer watcher.Close()
+	for i := 0; ; i++ {
+		cid := fmt.Sprintf("probe-%d", i)
+		if err := sender.SendTo(ctx, cid, user, "probe"); err != nil {
+			c.t.Fatalf("probe %s: %v", g.id, err)
+		}
+		wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := watcher.WaitFor(wctx, isMessage(cid))
+		wcancel()
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			fctx, fcancel := context.WithTimeout(context.Background(), time.Second)
+			f, ferr := sender.Next(fctx)
+			fcancel()
+			c.t.Fatalf("gateway %s never delivered its own probe: %v (sender's next frame: %s %v)", g.id, err, f.Raw, ferr)
+		}
+	}
+}
+
+// wsURL is the WebSocket URL of g for user.
+func (g *gw) wsURL(user string) string {
+	return "ws://" + g.srv.Addr().String() + "/ws?user=" + url.QueryEscape(user)
+}
+
+// httpURL is the base HTTP URL of g.
+func (g *gw) httpURL() string { return "http://" + g.srv.Addr().String() }
+
+// dial connects user to g; the connection closes when the test ends.
+func (c *cluster) dial(g *gw, user string) *wsclient.Client {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, _, err := wsclient.Dial(ctx, g.wsURL(user), nil)
+	if err != nil {
+		c.t.Fatalf("dial %s as %s: %v", g.id, user, err)
+	}
+	c.t.Cleanup(cl.CloseNow)
+	return cl
+}
+
+// startRouter runs a router on this cluster's chat-log until the test ends.
+func (c *cluster) startRouter(tweak ...func(*router.Config)) *router.Router {
+	c.t.Helper()
+	cfg := router.Config{Addr: "127.0.0.1:0", ChatLogTopic: c.chatLog, GroupID: "router-" + c.name, JanitorInterval: 200 * time.Millisecond}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	r, err := router.New(cfg, router.Deps{
+		Logger: c.log.With("component", "router"), Redis: c.rdb, Route: c.routeConfig(),
+		Store: store.Config{Prefix: c.prefix}, Kafka: c.kafka(),
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	c.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			c.t.Errorf("router: %v", err)
+		}
+	})
+	return r
+}
+
+func (c *cluster) store() *store.Store { return store.New(c.rdb, store.Config{Prefix: c.prefix}) }
+
+func (c *cluster) table() *route.Table { return route.New(c.rdb, c.routeConfig()) }
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// expect reads frames from cl until one matches, failing after timeout.
+func expect(t *testing.T, cl *wsclient.Client, what string, match func(wsclient.Frame) bool) wsclient.Frame {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	f, err := cl.WaitFor(ctx, match)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return f
+}
+
+func isSent(cid string) func(wsclient.Frame) bool {
+	return func(f wsclient.Frame) bool { return (f.Type == "sent" || f.Type == "error") && f.CID == cid }
+}
+
+func isMessage(cid string) func(wsclient.Frame) bool {
+	return func(f wsclient.Frame) bool { return f.Type == "message" && f.CID == cid }
+}
