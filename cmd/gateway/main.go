@@ -45,6 +45,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	log := cfg.Logger(os.Stderr)
+	config.RouteRedisLogs(log)
 	if cfg.AuthMode == "open" {
 		log.Warn("AUTH MODE IS OPEN: anyone can connect as any user with ?user=; for local demos and load tests only")
 	}

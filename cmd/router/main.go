@@ -44,6 +44,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	log := cfg.Logger(os.Stderr)
+	config.RouteRedisLogs(log)
 	rdb, err := cfg.ConnectRedis(ctx)
 	if err != nil {
 		return err

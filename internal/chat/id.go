@@ -44,7 +44,7 @@ func ParseUserID(s string) (UserID, error) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return "", fmt.Errorf("%w: %q may contain only a-z 0-9 _ - .", ErrBadUserID, s)
+			return "", fmt.Errorf("%w: %q may contain only a-z, 0-9 and _ - . (lowercase)", ErrBadUserID, s)
 		}
 	}
 	return UserID(s), nil
@@ -103,7 +103,7 @@ func ParseConvID(s string) (ConvID, error) {
 		return ConvID(s), nil
 	case strings.HasPrefix(s, "g:"):
 		if _, err := ParseUserID(s[2:]); err != nil || len(s) > 66 {
-			return "", fmt.Errorf("%w: %q: want g:<id> with 1-64 characters of a-z 0-9 _ - .", ErrBadConvID, s)
+			return "", fmt.Errorf("%w: %q: want g:<id>, the id 1-64 characters of a-z, 0-9 and _ - . (lowercase)", ErrBadConvID, s)
 		}
 		return ConvID(s), nil
 	}

@@ -223,3 +223,15 @@ func ConfigFile(flagValue, def string) (string, bool) {
 	}
 	return def, false
 }
+
+// redisLog sends go-redis's internal messages to slog at debug level, so
+// they neither bypass the structured log nor clutter a start-up failure.
+type redisLog struct{ log *slog.Logger }
+
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	r.log.DebugContext(ctx, "redis client", "msg", fmt.Sprintf(format, v...))
+}
+
+// RouteRedisLogs makes go-redis log through log. go-redis's logger is
+// process-wide, so mains call this once.
+func RouteRedisLogs(log *slog.Logger) { redis.SetLogger(redisLog{log}) }

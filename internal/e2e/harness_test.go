@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-chat/switchboard/internal/auth"
@@ -115,10 +116,11 @@ func (c *cluster) cleanup() {
 
 // gw is a running gateway.
 type gw struct {
-	id     chat.ServerID
-	srv    *gateway.Server
-	cancel context.CancelFunc
-	done   chan error
+	id      chat.ServerID
+	srv     *gateway.Server
+	cancel  context.CancelFunc
+	stopped chan struct{} // closed when Run has returned
+	err     error         // what Run returned
 }
 
 // startGateway runs a gateway named <name>-<cluster> until the test ends.
@@ -141,24 +143,25 @@ func (c *cluster) startGateway(name string, tweak ...func(*gateway.Config)) *gw 
 	}
 	c.topics = append(c.topics, id.Topic())
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &gw{id: id, srv: srv, cancel: cancel, done: make(chan error, 1)}
-	go func() { g.done <- srv.Run(ctx) }()
-	c.t.Cleanup(func() { g.stop(c.t) })
+	g := &gw{id: id, srv: srv, cancel: cancel, stopped: make(chan struct{})}
+	go func() { g.err = srv.Run(ctx); close(g.stopped) }()
+	c.t.Cleanup(func() {
+		if err := g.stop(); err != nil {
+			c.t.Errorf("gateway %s: %v", id, err)
+		}
+	})
 	c.waitReady(g)
 	return g
 }
 
-// stop drains the gateway and waits for Run to return.
-func (g *gw) stop(t *testing.T) {
+// stop drains the gateway (as SIGTERM does) and returns what Run returned.
+func (g *gw) stop() error {
 	g.cancel()
 	select {
-	case err, ok := <-g.done:
-		if ok && err != nil {
-			t.Errorf("gateway %s: %v", g.id, err)
-		}
-		close(g.done)
+	case <-g.stopped:
+		return g.err
 	case <-time.After(30 * time.Second):
-		t.Errorf("gateway %s did not stop within 30s", g.id)
+		return fmt.Errorf("did not stop within 30s")
 	}
 }
 
@@ -281,4 +284,9 @@ func isSent(cid string) func(wsclient.Frame) bool {
 
 func isMessage(cid string) func(wsclient.Frame) bool {
 	return func(f wsclient.Frame) bool { return f.Type == "message" && f.CID == cid }
+}
+
+// websocketStatus is the close code the server sent cl, or -1.
+func websocketStatus(cl *wsclient.Client) int {
+	return int(websocket.CloseStatus(cl.Err()))
 }

@@ -51,7 +51,7 @@ type conn struct {
 	session string
 	log     *slog.Logger
 
-	out   chan []byte             // frames to write, bounded
+	out   chan []byte            // frames to write, bounded
 	inbox chan *protocol.Inbound // sends to process, bounded
 
 	closeOnce sync.Once

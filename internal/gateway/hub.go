@@ -78,9 +78,3 @@ func (h *hub) snapshot() []*conn {
 	}
 	return out
 }
-
-func (h *hub) count() int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return len(h.all)
-}

@@ -112,7 +112,7 @@ func (c *Config) setDefaults() error {
 
 // Deps are the gateway's collaborators.
 type Deps struct {
-	Logger   *slog.Logger         // default: discard
+	Logger   *slog.Logger          // default: discard
 	Registry prometheus.Registerer // default: a private registry
 	Redis    *redis.Client         // required
 	Route    route.Config

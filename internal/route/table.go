@@ -96,7 +96,7 @@ func (t *Table) LiveGateways(ctx context.Context) ([]chat.ServerID, error) {
 // than grace ago.
 func (t *Table) DeadGateways(ctx context.Context, grace time.Duration) ([]chat.ServerID, error) {
 	max := strconv.FormatInt(t.now().Add(-grace).UnixMilli(), 10)
-	ids, err := t.rdb.ZRangeByScore(ctx, t.gatewaysKey(), &redis.ZRangeBy{Min: "-inf", Max: "(" + max}).Result()
+	ids, err := t.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: t.gatewaysKey(), ByScore: true, Start: "-inf", Stop: "(" + max}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("dead gateways: %w", err)
 	}
@@ -105,7 +105,7 @@ func (t *Table) DeadGateways(ctx context.Context, grace time.Duration) ([]chat.S
 
 func (t *Table) liveCmd(ctx context.Context, c redis.Cmdable) *redis.StringSliceCmd {
 	min := strconv.FormatInt(t.now().UnixMilli(), 10)
-	return c.ZRangeByScore(ctx, t.gatewaysKey(), &redis.ZRangeBy{Min: min, Max: "+inf"})
+	return c.ZRangeArgs(ctx, redis.ZRangeArgs{Key: t.gatewaysKey(), ByScore: true, Start: min, Stop: "+inf"})
 }
 
 func toServerIDs(ids []string) []chat.ServerID {

@@ -76,15 +76,15 @@ type Deps struct {
 
 // Router materializes the log and cleans up after dead gateways.
 type Router struct {
-	cfg      Config
-	log      *slog.Logger
-	reg      *prometheus.Registry
-	table    *route.Table
-	store    *store.Store
-	admin    *kafkabus.Admin
-	kafka    kafkabus.Config
-	lag      atomic.Int64
-	ln       net.Listener
+	cfg   Config
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	table *route.Table
+	store *store.Store
+	admin *kafkabus.Admin
+	kafka kafkabus.Config
+	lag   atomic.Int64
+	ln    net.Listener
 
 	applied *prometheus.CounterVec
 	purged  prometheus.Counter

@@ -129,7 +129,7 @@ func (s *Store) messages(ctx context.Context, conv chat.ConvID, ids []string) ([
 // Conversations returns the non-public conversations of u, most recently
 // active first.
 func (s *Store) Conversations(ctx context.Context, u chat.UserID) ([]chat.ConvID, error) {
-	ids, err := s.rdb.ZRevRange(ctx, s.key("convs", string(u)), 0, -1).Result()
+	ids, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.key("convs", string(u)), Start: 0, Stop: -1, Rev: true}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("conversations %s: %w", u, err)
 	}

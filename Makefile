@@ -1,0 +1,55 @@
+# Switchboard — see README.md. `make run` starts the whole local cluster,
+# `make test` starts what the tests need and runs them all.
+
+GO            ?= go
+STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+KAFKA_PORT    ?= 9092
+REDIS_PORT    ?= 6379
+TEST_TIMEOUT  ?= 30m
+export KAFKA_PORT REDIS_PORT
+
+.PHONY: all build run stop infra test test-unit check fuzz bench clean
+
+all: build
+
+## build: compile the gateway, router and load tester into bin/
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+## infra: start (or reuse) Kafka and Redis on loopback
+infra:
+	deploy/redis/redis.sh start
+	deploy/kafka/kafka.sh start
+
+## run: the whole local cluster — Kafka, Redis, router, gateways gw-1 (:8080) and gw-2 (:8081); Ctrl-C stops it
+run: build
+	deploy/local/run.sh
+
+## stop: stop everything `make run` or `make test` started
+stop:
+	-deploy/local/run.sh stop
+	-deploy/kafka/kafka.sh stop
+	-deploy/redis/redis.sh stop
+
+## test: start Kafka and Redis, then run every test with -race
+test: infra
+	SWITCHBOARD_KAFKA=127.0.0.1:$(KAFKA_PORT) SWITCHBOARD_REDIS=127.0.0.1:$(REDIS_PORT) \
+		$(GO) test -race -tags integration -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## test-unit: only the tests that need no Kafka or Redis
+test-unit:
+	$(GO) test -race -count=1 ./...
+
+## check: formatting, vet and staticcheck
+check:
+	@out=$$(gofmt -l cmd internal static); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./...
+	$(GO) run $(STATICCHECK) -tags integration ./...
+
+## fuzz: fuzz the frame decoder for a while
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=60s ./internal/protocol/
+
+clean:
+	rm -rf bin
