@@ -39,6 +39,7 @@
     retryTimers: new Map(), // cid -> automatic retry timer
     presence: new Map(), // user -> online
     sync: { inFlight: false, scope: null, timer: 0, gapTimer: 0, unsupported: false },
+    unsupported: new Set(), // frame types this server answered "not supported"
     typingOut: { conv: null, lastStart: 0 },
     banners: [],
     dirty: new Set(), frame: 0, saveTimer: 0,
@@ -418,6 +419,11 @@
         scheduleAutoRetry(entry, Number(f.retry_after_ms) || 0);
         invalidate('messages');
         scheduleSave();
+      } else if (!f.cid && /^(\w+) is not supported by this server/.test(f.message || '')) {
+        // Feature detection: stop sending a frame type this server lacks.
+        const type = /^(\w+)/.exec(f.message)[1];
+        state.unsupported.add(type);
+        if (type === 'sync') { state.sync.unsupported = true; endSync(); }
       } else if (state.sync.inFlight && !f.cid && (f.code === 'bad_request' || /sync/i.test(f.message || ''))) {
         // An older server rejects `sync`: ignore it, and stop asking on this connection.
         state.sync.unsupported = f.code === 'bad_request';
@@ -484,7 +490,7 @@
 
   function send(frame) {
     const ws = state.conn.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    if (!ws || ws.readyState !== WebSocket.OPEN || state.unsupported.has(frame.type)) return false;
     ws.send(JSON.stringify(frame));
     return true;
   }
@@ -500,6 +506,7 @@
       ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + endpointPath());
     } catch (err) { onClosed(null, { code: 1006, reason: String(err) }); return; }
     conn.ws = ws;
+    state.unsupported.clear(); // the next server may know more
     ws.onopen = () => { conn.openedAt = conn.lastRx = Date.now(); startPing(); };
     ws.onmessage = (ev) => onFrame(ev.data);
     ws.onclose = (ev) => onClosed(ws, ev);

@@ -88,13 +88,17 @@ class Client {
 
   // waitFor waits for fn(...args) to be truthy in the page and returns its value.
   async waitFor(what, fn, ...args) {
+    return this.waitForWithin(WAIT_MS, what, fn, ...args);
+  }
+
+  async waitForWithin(ms, what, fn, ...args) {
     try {
-      const handle = await this.page.waitForFunction(fn, { timeout: WAIT_MS, polling: 100 }, ...args);
+      const handle = await this.page.waitForFunction(fn, { timeout: ms, polling: 100 }, ...args);
       const value = await handle.jsonValue();
       await handle.dispose();
       return value;
     } catch (err) {
-      throw new Error(`${this.name}: timed out after ${WAIT_MS} ms waiting for ${what}\n${await this.describe()}`, { cause: err });
+      throw new Error(`${this.name}: timed out after ${ms} ms waiting for ${what}\n${await this.describe()}`, { cause: err });
     }
   }
 
@@ -306,8 +310,12 @@ describe('web client against two gateways', { timeout: 5 * TEST_MS }, () => {
     await bob.openConv(DM);
     // A gateway that answers `receipt` frames with "not supported" cannot pass this yet.
     const unsupported = (await alice.unsupportedFrames()).concat(await bob.unsupportedFrames());
-    if (unsupported.includes('receipt')) t.todo('the gateway answers `receipt` frames with bad_request "receipt is not supported by this server"');
-    const receipt = await alice.waitFor('a "read" receipt under the DM to bob', (c) => {
+    let within = WAIT_MS;
+    if (unsupported.includes('receipt')) {
+      t.todo('the gateway answers `receipt` frames with bad_request "receipt is not supported by this server"');
+      within = 3000; // still look, briefly: this passes once the gateway relays receipts
+    }
+    const receipt = await alice.waitForWithin(within, 'a "read" receipt under the DM to bob', (c) => {
       const r = document.querySelector(`#messages > li[data-cid="${CSS.escape(c)}"] [data-testid="receipt"]`);
       return r?.textContent === 'read' ? r.textContent : null;
     }, dmCid);
@@ -331,6 +339,7 @@ describe('web client against two gateways', { timeout: 5 * TEST_MS }, () => {
     assert.match(ui.counter, /4098 \/ 4096 bytes/, 'the counter shows the byte count');
     assert.match(ui.counter, /too long/);
     assert.equal(ui.invalid, 'true', 'the textarea is marked invalid');
+    await alice.screenshot('alice-too-long.png');
     // Enter does not send it either, and the text stays in the composer.
     await alice.page.focus('#body');
     await alice.page.keyboard.press('Enter');
