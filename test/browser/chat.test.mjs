@@ -49,7 +49,12 @@ const CHROMIUM_ARGS = [
 // ---- helpers ----
 
 async function serverId(base) {
-  const res = await fetch(base + '/healthz', { signal: AbortSignal.timeout(WAIT_MS) });
+  let res;
+  try {
+    res = await fetch(base + '/healthz', { signal: AbortSignal.timeout(WAIT_MS) });
+  } catch (err) {
+    throw new Error(`GET ${base}/healthz failed (${err.cause?.code || err.message}): is the cluster running?`, { cause: err });
+  }
   assert.equal(res.status, 200, `GET ${base}/healthz`);
   const body = await res.json();
   assert.equal(typeof body.server, 'string', `${base}/healthz has no "server": ${JSON.stringify(body)}`);
