@@ -51,5 +51,10 @@ check:
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=60s ./internal/protocol/
 
+## bench: micro-benchmarks, then a 20 s load run against a running `make run` cluster
+bench: build
+	$(GO) test -run='^$$' -bench=. -benchmem ./internal/...
+	bin/chatload -users 100 -rate 2000 -duration 20s
+
 clean:
 	rm -rf bin

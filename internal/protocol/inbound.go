@@ -3,7 +3,6 @@
 package protocol
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"unicode/utf8"
@@ -61,12 +60,9 @@ type rawInbound struct {
 // an *Error carrying the code to answer with and, when known, the cid.
 func Decode(data []byte) (*Inbound, error) {
 	var raw rawInbound
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&raw); err != nil {
+	// Unmarshal also rejects anything after the first value.
+	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, Errorf(CodeBadRequest, "malformed JSON: %v", err)
-	}
-	if dec.More() {
-		return nil, Errorf(CodeBadRequest, "malformed JSON: more than one value in a frame")
 	}
 	in := &Inbound{Type: raw.Type}
 	if raw.CID != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
 )
@@ -132,3 +133,5 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+var testTime = time.UnixMilli(1_700_000_000_000)

@@ -32,6 +32,7 @@ const UNSUPPORTED_RE = /^bad_request: (\w+) is not supported by this server$/;
 const RUN = randomBytes(4).toString('hex');
 const ALICE = `alice-${RUN}`; // "alice-…" < "bob-…", so the DM id is dm:alice-…:bob-…
 const BOB = `bob-${RUN}`;
+const PROBE = `probe-${RUN}`; // a third user, for a raw protocol connection
 const DM = ALICE < BOB ? `dm:${ALICE}:${BOB}` : `dm:${BOB}:${ALICE}`;
 
 const CHROMIUM_ARGS = [
@@ -144,6 +145,34 @@ class Client {
       document.querySelector('#status').dataset.state === 'online', this.name);
   }
 
+  // unsupportedFrames asks this client's gateway, on a throwaway connection of its own, which
+  // optional client frame types it answers with "<type> is not supported by this server". The
+  // ping goes last: its pong proves every earlier frame was answered.
+  async unsupportedFrames() {
+    return this.page.evaluate((user, ms) => new Promise((resolve, reject) => {
+      const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws?user=${user}`);
+      const found = [];
+      const timer = setTimeout(() => { ws.close(); reject(new Error('no pong on the probe connection')); }, ms);
+      ws.onerror = () => { clearTimeout(timer); reject(new Error('the probe connection failed')); };
+      ws.onmessage = (ev) => {
+        const f = JSON.parse(ev.data);
+        if (f.type === 'hello') {
+          ws.send(JSON.stringify({ type: 'receipt', conv: 'public', seq: 1, status: 'read' }));
+          ws.send(JSON.stringify({ type: 'typing', conv: 'public', state: 'stop' }));
+          ws.send(JSON.stringify({ type: 'sync', since: {} }));
+          ws.send(JSON.stringify({ type: 'ping', t: 1 }));
+        } else if (f.type === 'error') {
+          const m = /^(\w+) is not supported by this server/.exec(f.message || '');
+          if (m) found.push(m[1]);
+        } else if (f.type === 'pong') {
+          clearTimeout(timer);
+          ws.close(1000);
+          resolve(found);
+        }
+      };
+    }), PROBE, WAIT_MS);
+  }
+
   async openConv(conv) {
     await this.waitFor(`conversation ${conv} in the list`, (id) =>
       !!document.querySelector(`#convs [data-conv="${CSS.escape(id)}"]`), conv);
@@ -206,11 +235,6 @@ class Client {
     return this.page.$$eval('#banners .banner-text', (els) => els.map((el) => el.textContent));
   }
 
-  // unsupportedFrames lists the frame types a banner says the server does not support.
-  async unsupportedFrames() {
-    return (await this.banners()).map((b) => b.match(UNSUPPORTED_RE)?.[1]).filter(Boolean);
-  }
-
   async screenshot(file) {
     await mkdir(OUT, { recursive: true });
     await this.page.screenshot({ path: path.join(OUT, file), fullPage: false });
@@ -228,6 +252,7 @@ describe('web client against two gateways', { timeout: 5 * TEST_MS }, () => {
 
   before(async () => {
     [ids.gw1, ids.gw2] = await Promise.all([serverId(GW1), serverId(GW2)]);
+    await Promise.all(['alice-failure.png', 'bob-failure.png'].map((f) => rm(path.join(OUT, f), { force: true })));
     await Promise.all([alice.start(), bob.start()]);
   }, { timeout: TEST_MS });
 
@@ -239,11 +264,14 @@ describe('web client against two gateways', { timeout: 5 * TEST_MS }, () => {
     await Promise.all([alice.stop(), bob.stop()]);
   });
 
-  test('alice logs in on gateway 1 and bob on gateway 2, each sees its SERVER_ID', { timeout: TEST_MS }, async () => {
+  test('alice logs in on gateway 1 and bob on gateway 2, each sees its SERVER_ID', { timeout: TEST_MS }, async (t) => {
     assert.notEqual(ids.gw1, ids.gw2, 'the two gateways report different SERVER_IDs');
     await Promise.all([alice.login(), bob.login()]);
     await alice.waitFor(`#server to show ${ids.gw1}`, (id) => document.querySelector('#server').textContent === id, ids.gw1);
     await bob.waitFor(`#server to show ${ids.gw2}`, (id) => document.querySelector('#server').textContent === id, ids.gw2);
+    // Which optional frame types each gateway lacks (reported, and used by the receipt test).
+    ids.lacking = [...new Set((await Promise.all([alice.unsupportedFrames(), bob.unsupportedFrames()])).flat())];
+    if (ids.lacking.length) t.diagnostic(`the gateways answer "not supported" to: ${ids.lacking.join(', ')}`);
     // Separate profiles: each browser remembers only its own user.
     assert.equal(await alice.page.evaluate(() => localStorage.getItem('switchboard:user')), ALICE);
     assert.equal(await bob.page.evaluate(() => localStorage.getItem('switchboard:user')), BOB);
@@ -314,9 +342,8 @@ describe('web client against two gateways', { timeout: 5 * TEST_MS }, () => {
     await alice.openConv(DM);
     await bob.openConv(DM);
     // A gateway that answers `receipt` frames with "not supported" cannot pass this yet.
-    const unsupported = (await alice.unsupportedFrames()).concat(await bob.unsupportedFrames());
     let within = WAIT_MS;
-    if (unsupported.includes('receipt')) {
+    if ((ids.lacking || []).includes('receipt')) {
       t.todo('the gateway answers `receipt` frames with bad_request "receipt is not supported by this server"');
       within = 3000; // still look, briefly: this passes once the gateway relays receipts
     }
