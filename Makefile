@@ -8,7 +8,7 @@ REDIS_PORT    ?= 6379
 TEST_TIMEOUT  ?= 30m
 export KAFKA_PORT REDIS_PORT
 
-.PHONY: all build run stop infra test test-unit check fuzz bench clean
+.PHONY: all build run stop infra test test-go test-browser test-unit check fuzz bench clean
 
 all: build
 
@@ -31,10 +31,18 @@ stop:
 	-deploy/kafka/kafka.sh stop
 	-deploy/redis/redis.sh stop
 
-## test: start Kafka and Redis, then run every test with -race
-test: infra
+## test: start Kafka and Redis, run every Go test with -race, then the browser tests
+test: test-go test-browser
+
+test-go: infra
 	SWITCHBOARD_KAFKA=127.0.0.1:$(KAFKA_PORT) SWITCHBOARD_REDIS=127.0.0.1:$(REDIS_PORT) \
 		$(GO) test -race -tags integration -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## test-browser: the web client in headless Chromium against a cluster on ports 18080/18081
+test-browser: build infra
+	GW1_PORT=18080 GW2_PORT=18081 ROUTER_PORT=19090 deploy/local/run.sh start
+	GW1_URL=http://127.0.0.1:18080 GW2_URL=http://127.0.0.1:18081 test/browser/run.sh; \
+		status=$$?; deploy/local/run.sh stop; exit $$status
 
 ## test-unit: only the tests that need no Kafka or Redis
 test-unit:

@@ -695,9 +695,13 @@
       el('button', { type: 'button', class: 'ghost dismiss', 'aria-label': 'Dismiss', text: '×', onclick: () => clearBanner(b.tag) }))));
   }
 
+  // presenceDot shows online/offline once the server has said; until then
+  // (or with a server that sends no presence) it shows an unknown state.
   function presenceDot(user) {
+    const known = state.presence.has(user);
     const online = state.presence.get(user) === true;
-    return el('span', { class: 'presence', 'data-online': String(online), role: 'img', 'aria-label': online ? 'online' : 'offline' });
+    const label = known ? (online ? 'online' : 'offline') : 'presence unknown';
+    return el('span', { class: 'presence', 'data-online': known ? String(online) : 'unknown', role: 'img', 'aria-label': label });
   }
 
   function convOrder(a, b) {
@@ -736,8 +740,9 @@
     const id = state.selected;
     const direct = kindOf(id) === 'direct';
     const online = direct && state.presence.get(peerOf(id)) === true;
+    const known = direct && state.presence.has(peerOf(id));
     $('#conv-title').textContent = id === 'public' ? '# public' : convLabel(id);
-    $('#conv-presence').replaceChildren(...(direct ? [presenceDot(peerOf(id)), online ? ' online' : ' offline'] : []));
+    $('#conv-presence').replaceChildren(...(direct ? [presenceDot(peerOf(id)), known ? (online ? ' online' : ' offline') : ''] : []));
   }
 
   // Items are stored messages or outbox entries (no id yet). My messages are keyed by cid,

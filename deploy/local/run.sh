@@ -2,7 +2,8 @@
 # The whole local cluster: Kafka, Redis, the router and two gateways
 # (gw-1 on :8080, gw-2 on :8081). Ctrl-C stops everything it started.
 #   deploy/local/run.sh         start and wait for Ctrl-C
-#   deploy/local/run.sh stop    stop services left by an earlier run
+#   deploy/local/run.sh start   start, wait until ready, and leave it running
+#   deploy/local/run.sh stop    stop the router and gateways of an earlier run
 # Logs: .state/logs/{router,gw-1,gw-2}.log. Binaries come from `make build`.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -76,6 +77,12 @@ for url in "http://127.0.0.1:$GW1_PORT/readyz" "http://127.0.0.1:$GW2_PORT/ready
     sleep 0.1
   done
 done
+
+if [ "${1:-}" = start ]; then
+  trap - INT TERM
+  echo "switchboard: gw-1 http://127.0.0.1:$GW1_PORT/  gw-2 http://127.0.0.1:$GW2_PORT/  router http://127.0.0.1:$ROUTER_PORT/  (logs in $logs)"
+  exit 0
+fi
 
 cat <<MSG
 
