@@ -9,32 +9,6 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/protocol"
 )
 
-// consumeLoop consumes this gateway's topic until ctx ends, restarting
-// after errors with a capped backoff.
-func (s *Server) consumeLoop(ctx context.Context, consumer *kafkabus.Consumer) {
-	backoff := 100 * time.Millisecond
-	var lagAt time.Time
-	for {
-		err := consumer.Run(ctx, func(ctx context.Context, rec kafkabus.Record) error {
-			if now := time.Now(); now.Sub(lagAt) > time.Second {
-				lagAt = now
-				s.lag.Store(consumer.Lag()) // Stats is too costly per record
-			}
-			return s.deliver(ctx, rec)
-		})
-		if ctx.Err() != nil {
-			return
-		}
-		s.log.Warn("consumer stopped; restarting", "err", err, "after", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
 // deliver fans one consumed copy out to the local sessions of its
 // recipients. It never blocks on a connection: every enqueue is
 // non-blocking, so one slow client cannot delay the others.

@@ -130,7 +130,7 @@ type Server struct {
 	admin    *kafkabus.Admin
 	producer *kafkabus.Producer
 	kafka    kafkabus.Config
-	lag      atomic.Int64 // consumer lag, sampled by consumeLoop
+	consumer atomic.Pointer[kafkabus.Consumer] // set by Run
 	identity auth.Identity
 	hub      *hub
 	admit    *bucket
@@ -178,7 +178,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		admit:    newBucket(cfg.ConnectRate, cfg.ConnectBurst),
 		ln:       ln,
 	}
-	s.m = newMetrics(reg, func() float64 { return float64(s.lag.Load()) })
+	s.m = newMetrics(reg, func() float64 {
+		if c := s.consumer.Load(); c != nil {
+			return float64(c.Lag())
+		}
+		return 0
+	})
 	return s, nil
 }
 
@@ -223,6 +228,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.consumer.Store(consumer)
 	s.log.Info("gateway started", "addr", s.ln.Addr().String(), "topic", s.cfg.ServerID.Topic())
 
 	// connCtx outlives ctx so that the drain can still talk to clients.
@@ -239,7 +245,10 @@ func (s *Server) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	go func() { defer wg.Done(); serveErr <- srv.Serve(s.ln) }()
 	go func() { defer wg.Done(); s.heartbeatLoop(bg) }()
-	go func() { defer wg.Done(); s.consumeLoop(bg, consumer) }()
+	go func() {
+		defer wg.Done()
+		consumer.Serve(bg, s.deliver, func(err error) { s.log.Warn("consumer stopped; restarting", "err", err) })
+	}()
 
 	select {
 	case <-ctx.Done():

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -26,7 +27,9 @@ type ConsumerConfig struct {
 // starts at the earliest offset; a returning one resumes from its
 // committed offsets.
 type Consumer struct {
-	r *kafka.Reader
+	r     *kafka.Reader
+	lag   atomic.Int64
+	lagAt time.Time // owned by Run
 }
 
 // NewConsumer returns a consumer; it joins the group on first fetch.
@@ -79,6 +82,10 @@ func (c *Consumer) Run(ctx context.Context, handle func(context.Context, Record)
 			}
 			return fmt.Errorf("consume %s: %w", c.r.Config().Topic, err)
 		}
+		if now := time.Now(); now.Sub(c.lagAt) > time.Second {
+			c.lagAt = now // Stats is too costly to call per record
+			c.lag.Store(c.r.Stats().Lag)
+		}
 		if err := handle(ctx, Record{Topic: m.Topic, Key: m.Key, Value: m.Value, Partition: m.Partition, Offset: m.Offset, Time: m.Time}); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -91,8 +98,32 @@ func (c *Consumer) Run(ctx context.Context, handle func(context.Context, Record)
 	}
 }
 
-// Lag returns the consumer's last known lag in records.
-func (c *Consumer) Lag() int64 { return c.r.Stats().Lag }
+// Serve runs Run until ctx is done, restarting it after an error with a
+// capped backoff; onError (optional) hears of each error first.
+func (c *Consumer) Serve(ctx context.Context, handle func(context.Context, Record) error, onError func(error)) {
+	backoff := 100 * time.Millisecond
+	for {
+		err := c.Run(ctx, handle)
+		if ctx.Err() != nil {
+			return
+		}
+		if onError != nil {
+			onError(err)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// Lag returns the consumer's lag in records, sampled at most once a second.
+// Safe to call from any goroutine.
+func (c *Consumer) Lag() int64 { return c.lag.Load() }
 
 // Close commits pending offsets, leaves the group and closes the consumer.
 func (c *Consumer) Close() error { return c.r.Close() }

@@ -76,15 +76,15 @@ type Deps struct {
 
 // Router materializes the log and cleans up after dead gateways.
 type Router struct {
-	cfg   Config
-	log   *slog.Logger
-	reg   *prometheus.Registry
-	table *route.Table
-	store *store.Store
-	admin *kafkabus.Admin
-	kafka kafkabus.Config
-	lag   atomic.Int64
-	ln    net.Listener
+	cfg      Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	table    *route.Table
+	store    *store.Store
+	admin    *kafkabus.Admin
+	kafka    kafkabus.Config
+	consumer atomic.Pointer[kafkabus.Consumer] // set by Run
+	ln       net.Listener
 
 	applied *prometheus.CounterVec
 	purged  prometheus.Counter
@@ -121,7 +121,12 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	}
 	r.reg.MustRegister(r.applied, r.purged, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "switchboard", Subsystem: "router", Name: "consumer_lag", Help: "Records behind the end of chat-log.",
-	}, func() float64 { return float64(r.lag.Load()) }))
+	}, func() float64 {
+		if c := r.consumer.Load(); c != nil {
+			return float64(c.Lag())
+		}
+		return 0
+	}))
 	return r, nil
 }
 
@@ -143,6 +148,7 @@ func (r *Router) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.consumer.Store(consumer)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", r.serveReady)
@@ -153,7 +159,10 @@ func (r *Router) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); _ = srv.Serve(r.ln) }()
-	go func() { defer wg.Done(); r.consumeLoop(ctx, consumer) }()
+	go func() {
+		defer wg.Done()
+		consumer.Serve(ctx, r.apply, func(err error) { r.log.Warn("consumer stopped; restarting", "err", err) })
+	}()
 	go func() { defer wg.Done(); r.janitorLoop(ctx) }()
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -175,30 +184,6 @@ func (r *Router) serveReady(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	w.Write([]byte("ready\n"))
-}
-
-func (r *Router) consumeLoop(ctx context.Context, consumer *kafkabus.Consumer) {
-	backoff := 100 * time.Millisecond
-	var lagAt time.Time
-	for {
-		err := consumer.Run(ctx, func(ctx context.Context, rec kafkabus.Record) error {
-			if now := time.Now(); now.Sub(lagAt) > time.Second {
-				lagAt = now
-				r.lag.Store(consumer.Lag()) // Stats is too costly per record
-			}
-			return r.apply(ctx, rec)
-		})
-		if ctx.Err() != nil {
-			return
-		}
-		r.log.Warn("consumer stopped; restarting", "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
 }
 
 // apply materializes one chat-log record, retrying Redis failures until
