@@ -82,6 +82,10 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 		writeError(w, http.StatusUnauthorized, protocol.CodeUnauthorized, msg)
 		return
 	}
+	// Counted before the upgrade: http.Server.Shutdown waits for handlers
+	// that have not hijacked yet, so the drain's Wait cannot miss this one.
+	s.conns.Add(1)
+	defer s.conns.Done()
 	if wait, ok := s.admit.take(time.Now()); !ok {
 		s.m.connects.WithLabelValues("rate_limited").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(wait.Seconds()+0.999))))
@@ -94,8 +98,6 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 		return
 	}
 	ws.SetReadLimit(protocol.MaxFrameBytes)
-	s.conns.Add(1)
-	defer s.conns.Done()
 	c := &conn{
 		s:       s,
 		ws:      ws,
@@ -127,6 +129,11 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 	c.enqueue(protocol.EncodeHello(protocol.Hello{
 		User: c.user, Server: s.cfg.ServerID, Session: c.session, HeartbeatMS: s.cfg.PingInterval.Milliseconds(),
 	}), essential)
+	if s.draining.Load() {
+		// Upgraded while the drain took its snapshot of the hub.
+		c.enqueue(encodeReconnect(0), essential)
+		c.close(reasonDrain)
+	}
 	c.log.Debug("connected")
 
 	c.run(ctx)

@@ -218,6 +218,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	cancel()
 	if err != nil {
+		_ = s.producer.Close()
 		return err
 	}
 	// The consumer joins its group as soon as it exists, so it is made
