@@ -341,7 +341,9 @@
     const since = {};
     for (const c of state.convs.values()) if (scope ? scope.includes(c.id) : c.last > 0) since[c.id] = c.last;
     Object.assign(s, { inFlight: true, scope, timer: setTimeout(endSync, SYNC_TIMEOUT_MS) });
-    send({ type: 'sync', since });
+    // A gap fill names its conversations only; a full sync also gets the recent window of
+    // every conversation this client does not know yet.
+    send(scope ? { type: 'sync', since, only: true } : { type: 'sync', since });
   }
 
   function endSync() {

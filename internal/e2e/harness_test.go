@@ -290,3 +290,5 @@ func isMessage(cid string) func(wsclient.Frame) bool {
 func websocketStatus(cl *wsclient.Client) int {
 	return int(websocket.CloseStatus(cl.Err()))
 }
+
+type gatewayConfig = gateway.Config

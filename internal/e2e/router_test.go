@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/route"
+	"github.com/switchboard-chat/switchboard/internal/store"
 	"github.com/switchboard-chat/switchboard/internal/wsclient"
 )
 
@@ -59,7 +60,7 @@ func TestTheRouterMaterializesHistoryFromTheLog(t *testing.T) {
 		}
 	}
 	// Applying a message again changes nothing.
-	added, err := st.ApplyMessage(ctx, hist[0])
+	added, err := st.ApplyMessage(ctx, hist[0], store.Position{})
 	if err != nil || added {
 		t.Fatalf("re-apply: added=%v err=%v", added, err)
 	}
@@ -90,7 +91,7 @@ func TestTheRouterRestoresALostSeqCounterFromTheLog(t *testing.T) {
 	c.rdb.Del(ctx, seqKey)
 	// Replaying one message (as a rebuild does) raises the counter again.
 	h, _ := c.store().History(ctx, dm, 0, 10)
-	if _, err := c.store().ApplyMessage(ctx, h[2]); err != nil {
+	if _, err := c.store().ApplyMessage(ctx, h[2], store.Position{}); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := c.rdb.Get(ctx, seqKey).Int64(); n != h[2].Seq {

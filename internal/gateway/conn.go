@@ -52,7 +52,7 @@ type conn struct {
 	log     *slog.Logger
 
 	out   chan []byte            // frames to write, bounded
-	inbox chan *protocol.Inbound // sends to process, bounded
+	inbox chan *protocol.Inbound // sends and syncs to process, bounded
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -88,7 +88,7 @@ func (c *conn) run(ctx context.Context) {
 	wg.Add(3)
 	go func() { defer wg.Done(); c.writeLoop(ctx) }()
 	go func() { defer wg.Done(); c.pingLoop(ctx) }()
-	go func() { defer wg.Done(); c.sendLoop(ctx) }()
+	go func() { defer wg.Done(); c.requestLoop(ctx) }()
 	c.readLoop(ctx)
 	wg.Wait()
 }
@@ -136,7 +136,7 @@ func (c *conn) handle(ctx context.Context, in *protocol.Inbound) bool {
 	switch in.Type {
 	case protocol.TypePing:
 		c.enqueue(protocol.EncodePong(in.T), essential)
-	case protocol.TypeSend:
+	case protocol.TypeSend, protocol.TypeSync:
 		// Blocking here is flow control: a client that sends faster than
 		// Kafka acknowledges stops being read.
 		select {

@@ -17,6 +17,7 @@ type metrics struct {
 	redisLatency   prometheus.Histogram
 	deliverLatency prometheus.Histogram
 	consumed       prometheus.Counter
+	syncs          *prometheus.CounterVec // result
 }
 
 func newMetrics(reg prometheus.Registerer, lag func() float64) *metrics {
@@ -44,11 +45,13 @@ func newMetrics(reg prometheus.Registerer, lag func() float64) *metrics {
 		produceLatency: latency("produce_seconds", "Kafka produce latency of one send batch (acks=all)."),
 		redisLatency:   latency("redis_seconds", "Redis round trip of one send batch."),
 		deliverLatency: latency("delivery_seconds", "End-to-end latency from accept to enqueue on the recipient's gateway."),
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+			Name: "syncs_total", Help: "Syncs by result (ok, stale: the views lagged past SyncWait, failed)."}, []string{"result"}),
 		consumed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "consumed_total", Help: "Records consumed from this gateway's topic."}),
 	}
 	reg.MustRegister(m.connections, m.connects, m.disconnects, m.framesIn, m.framesOut, m.sends, m.drops,
-		m.produceLatency, m.redisLatency, m.deliverLatency, m.consumed,
+		m.produceLatency, m.redisLatency, m.deliverLatency, m.consumed, m.syncs,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "consumer_lag", Help: "Records behind the end of this gateway's topic."}, lag))
 	return m

@@ -14,27 +14,41 @@ import (
 // round trip and one Kafka produce.
 const maxSendBatch = 64
 
-// sendLoop processes the connection's sends in order, batching whatever
-// has queued up while the previous batch was in flight.
-func (c *conn) sendLoop(ctx context.Context) {
+// requestLoop processes the connection's sends and syncs in order. Sends
+// that queued up while the previous request was in flight are handled as
+// one batch: one Redis round trip and one Kafka produce.
+func (c *conn) requestLoop(ctx context.Context) {
 	batch := make([]*protocol.Inbound, 0, maxSendBatch)
+	var next *protocol.Inbound // taken from the inbox, not yet handled
 	for {
-		select {
-		case <-c.closing:
-			return
-		case in := <-c.inbox:
-			batch = append(batch[:0], in)
-		more:
-			for len(batch) < maxSendBatch {
-				select {
-				case in := <-c.inbox:
-					batch = append(batch, in)
-				default:
+		if next == nil {
+			select {
+			case <-c.closing:
+				return
+			case next = <-c.inbox:
+			}
+		}
+		if next.Type != protocol.TypeSend {
+			c.s.handleRequest(ctx, c, next)
+			next = nil
+			continue
+		}
+		batch = append(batch[:0], next)
+		next = nil
+	more:
+		for len(batch) < maxSendBatch {
+			select {
+			case in := <-c.inbox:
+				if in.Type != protocol.TypeSend {
+					next = in
 					break more
 				}
+				batch = append(batch, in)
+			default:
+				break more
 			}
-			c.s.processSends(ctx, c, batch)
 		}
+		c.s.processSends(ctx, c, batch)
 	}
 }
 

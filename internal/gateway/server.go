@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
 	"github.com/switchboard-chat/switchboard/internal/route"
+	"github.com/switchboard-chat/switchboard/internal/store"
 )
 
 // Config configures a gateway. Zero fields take the documented defaults.
@@ -59,6 +60,14 @@ type Config struct {
 	ProduceTimeout time.Duration
 	// RedisTimeout bounds a Redis round trip. Default 2s.
 	RedisTimeout time.Duration
+	// SyncRecent is how many recent messages a sync returns for a
+	// conversation the client does not name (a new device, a new
+	// conversation). Named conversations get everything after their seq
+	// that the views hold. Default 50.
+	SyncRecent int
+	// SyncWait bounds how long a sync waits for the router to apply the
+	// log up to the moment the sync began. Default 5s.
+	SyncWait time.Duration
 	// DrainWindow spreads clients' reconnects on shutdown. Default 5s.
 	DrainWindow time.Duration
 	// ShutdownTimeout bounds the whole drain. Default 20s.
@@ -94,6 +103,7 @@ func (c *Config) setDefaults() error {
 	defInt(&c.ChatLogPartitions, 4)
 	defInt(&c.TopicPartitions, 1)
 	defInt(&c.SendQueue, 256)
+	defInt(&c.SyncRecent, 50)
 	defInt(&c.Inbox, 64)
 	defInt(&c.ConnectBurst, 400)
 	if c.ConnectRate <= 0 {
@@ -106,6 +116,7 @@ func (c *Config) setDefaults() error {
 	def(&c.ProduceTimeout, 5*time.Second)
 	def(&c.RedisTimeout, 2*time.Second)
 	def(&c.DrainWindow, 5*time.Second)
+	def(&c.SyncWait, 5*time.Second)
 	def(&c.ShutdownTimeout, 20*time.Second)
 	return nil
 }
@@ -127,6 +138,7 @@ type Server struct {
 	m        *metrics
 	gatherer prometheus.Gatherer
 	table    *route.Table
+	store    *store.Store
 	admin    *kafkabus.Admin
 	producer *kafkabus.Producer
 	kafka    kafkabus.Config
@@ -170,6 +182,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		log:      deps.Logger.With("server", cfg.ServerID),
 		gatherer: gatherer,
 		table:    route.New(deps.Redis, deps.Route),
+		store:    store.New(deps.Redis, store.Config{Prefix: deps.Route.Prefix}),
 		admin:    admin,
 		producer: producer,
 		kafka:    deps.Kafka,

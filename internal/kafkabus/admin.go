@@ -140,3 +140,39 @@ func (a *Admin) TopicExists(ctx context.Context, name string) (bool, error) {
 	}
 	return false, nil
 }
+
+// EndOffsets returns, for each partition of topic, the offset the next
+// record will get (the high watermark).
+func (a *Admin) EndOffsets(ctx context.Context, topic string) (map[int]int64, error) {
+	meta, err := a.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, fmt.Errorf("metadata %s: %w", topic, err)
+	}
+	var reqs []kafka.OffsetRequest
+	for _, t := range meta.Topics {
+		if t.Name != topic {
+			continue
+		}
+		if t.Error != nil {
+			return nil, fmt.Errorf("metadata %s: %w", topic, t.Error)
+		}
+		for _, p := range t.Partitions {
+			reqs = append(reqs, kafka.LastOffsetOf(p.ID))
+		}
+	}
+	if len(reqs) == 0 {
+		return nil, fmt.Errorf("end offsets %s: %w", topic, kafka.UnknownTopicOrPartition)
+	}
+	res, err := a.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return nil, fmt.Errorf("end offsets %s: %w", topic, err)
+	}
+	out := make(map[int]int64, len(reqs))
+	for _, p := range res.Topics[topic] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("end offsets %s/%d: %w", topic, p.Partition, p.Error)
+		}
+		out[p.Partition] = p.LastOffset
+	}
+	return out, nil
+}

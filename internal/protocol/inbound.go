@@ -40,6 +40,7 @@ type Inbound struct {
 	Status string // receipt: delivered or read
 	State  string // typing: start or stop
 	Since  map[chat.ConvID]int64
+	Only   bool            // sync: only the conversations named in Since
 	T      json.RawMessage // ping: echoed as is
 }
 
@@ -53,6 +54,7 @@ type rawInbound struct {
 	Status string           `json:"status"`
 	State  string           `json:"state"`
 	Since  map[string]int64 `json:"since"`
+	Only   bool             `json:"only"`
 	T      json.RawMessage  `json:"t"`
 }
 
@@ -176,6 +178,10 @@ func decodeSync(raw *rawInbound, in *Inbound) *Error {
 			return Errorf(CodeBadRequest, "since: %s: seq must not be negative", k)
 		}
 		in.Since[c] = v
+	}
+	in.Only = raw.Only
+	if in.Only && len(in.Since) == 0 {
+		return Errorf(CodeBadRequest, "only needs at least one conversation in since")
 	}
 	return nil
 }

@@ -44,6 +44,15 @@ func EncodeSent(s Sent) []byte { return encode("sent", &s) }
 // EncodeMessage encodes a message frame.
 func EncodeMessage(m *chat.Message) []byte { return encode("message", m) }
 
+// EncodeSyncMessage encodes a message frame sent by a sync, tagged with the
+// number (from 1) of the batch it belongs to.
+func EncodeSyncMessage(m *chat.Message, batch int) []byte {
+	return encode("message", &struct {
+		*chat.Message
+		Batch int `json:"batch"`
+	}{m, batch})
+}
+
 // EncodeReconnect encodes a reconnect frame.
 func EncodeReconnect(r Reconnect) []byte { return encode("reconnect", &r) }
 

@@ -203,7 +203,7 @@ func (r *Router) apply(ctx context.Context, rec kafkabus.Record) error {
 	backoff := 50 * time.Millisecond
 	for {
 		actx, cancel := context.WithTimeout(ctx, r.cfg.ApplyTimeout)
-		added, err := r.store.ApplyMessage(actx, lr.Message)
+		added, err := r.store.ApplyMessage(actx, lr.Message, store.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset})
 		cancel()
 		if err == nil {
 			if added {

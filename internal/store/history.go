@@ -47,10 +47,24 @@ func New(rdb *redis.Client, cfg Config) *Store {
 
 func (s *Store) key(kind string, id string) string { return s.cfg.Prefix + kind + ":" + id }
 
+// Position is where a record sits in the log. Applying a record also
+// records its position, so readers can tell how far the views have caught
+// up with the log. The zero Position records nothing.
+type Position struct {
+	Topic     string
+	Partition int
+	Offset    int64
+}
+
 // applyMessage adds a message to its conversation's history once (keyed by
-// id), trims the window, raises the seq counter and bumps the members'
-// conversation lists.
+// id), trims the window, raises the seq counter, bumps the members'
+// conversation lists and raises the applied offset (KEYS[4], a hash of
+// partition → next offset; ARGV[7], ARGV[8]).
 var applyMessage = redis.NewScript(`
+if ARGV[7] ~= '' then
+  local cur = tonumber(redis.call('HGET', KEYS[4], ARGV[7]) or '-1')
+  if tonumber(ARGV[8]) > cur then redis.call('HSET', KEYS[4], ARGV[7], ARGV[8]) end
+end
 local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2])
 if added == 1 then
   redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
@@ -64,26 +78,28 @@ if added == 1 then
 end
 local cur = tonumber(redis.call('GET', KEYS[3]) or '0')
 if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[3], ARGV[1]) end
-for i = 4, #KEYS do redis.call('ZADD', KEYS[i], 'GT', ARGV[5], ARGV[6]) end
+for i = 5, #KEYS do redis.call('ZADD', KEYS[i], 'GT', ARGV[5], ARGV[6]) end
 return added
 `)
 
-// ApplyMessage materializes m. It reports whether m was new.
-func (s *Store) ApplyMessage(ctx context.Context, m *chat.Message) (bool, error) {
+// ApplyMessage materializes m, found in the log at pos. It reports whether
+// m was new.
+func (s *Store) ApplyMessage(ctx context.Context, m *chat.Message, pos Position) (bool, error) {
 	body, err := json.Marshal(m)
 	if err != nil {
 		return false, fmt.Errorf("apply %s: %w", m.ID, err)
 	}
 	conv := string(m.Conv)
-	keys := []string{s.key("hist", conv), s.key("msg", conv), s.key("seq", conv)}
+	keys := []string{s.key("hist", conv), s.key("msg", conv), s.key("seq", conv), s.key("applied", pos.Topic)}
 	if a, b, ok := m.Conv.Members(); ok {
 		keys = append(keys, s.key("convs", string(a)))
 		if b != a {
 			keys = append(keys, s.key("convs", string(b)))
 		}
 	}
+	part, next := posArgs(pos)
 	n, err := applyMessage.Run(ctx, s.rdb, keys,
-		m.Seq, m.ID, body, s.cfg.HistoryWindow, m.TS, conv).Int()
+		m.Seq, m.ID, body, s.cfg.HistoryWindow, m.TS, conv, part, next).Int()
 	if err != nil {
 		return false, fmt.Errorf("apply %s: %w", m.ID, err)
 	}
@@ -138,4 +154,52 @@ func (s *Store) Conversations(ctx context.Context, u chat.UserID) ([]chat.ConvID
 		out[i] = chat.ConvID(id)
 	}
 	return out, nil
+}
+
+// posArgs returns the script arguments that record pos ("" when zero).
+func posArgs(pos Position) (partition, next string) {
+	if pos.Topic == "" {
+		return "", "0"
+	}
+	return strconv.Itoa(pos.Partition), strconv.FormatInt(pos.Offset+1, 10)
+}
+
+// Applied returns, per partition of topic, the offset after the last record
+// applied to the views.
+func (s *Store) Applied(ctx context.Context, topic string) (map[int]int64, error) {
+	vals, err := s.rdb.HGetAll(ctx, s.key("applied", topic)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("applied %s: %w", topic, err)
+	}
+	out := make(map[int]int64, len(vals))
+	for k, v := range vals {
+		p, err1 := strconv.Atoi(k)
+		o, err2 := strconv.ParseInt(v, 10, 64)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("applied %s: corrupt entry %q=%q", topic, k, v)
+		}
+		out[p] = o
+	}
+	return out, nil
+}
+
+// Recent returns the last n messages of conv, oldest first.
+func (s *Store) Recent(ctx context.Context, conv chat.ConvID, n int) ([]*chat.Message, error) {
+	ids, err := s.rdb.ZRange(ctx, s.key("hist", string(conv)), int64(-n), -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("recent %s: %w", conv, err)
+	}
+	return s.messages(ctx, conv, ids)
+}
+
+// Latest returns the highest seq materialized for conv (0 when none).
+func (s *Store) Latest(ctx context.Context, conv chat.ConvID) (int64, error) {
+	zs, err := s.rdb.ZRangeWithScores(ctx, s.key("hist", string(conv)), -1, -1).Result()
+	if err != nil {
+		return 0, fmt.Errorf("latest %s: %w", conv, err)
+	}
+	if len(zs) == 0 {
+		return 0, nil
+	}
+	return int64(zs[0].Score), nil
 }

@@ -31,6 +31,7 @@ type Frame struct {
 	To      string `json:"to,omitempty"`
 	Body    string `json:"body,omitempty"`
 	Deleted bool   `json:"deleted,omitempty"`
+	Batch   int    `json:"batch,omitempty"` // set on messages sent by a sync
 	// error
 	Code         string `json:"code,omitempty"`
 	Message      string `json:"message,omitempty"`

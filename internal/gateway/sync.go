@@ -1,0 +1,199 @@
+package gateway
+
+import (
+	"context"
+	"time"
+
+	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/protocol"
+)
+
+// syncBatch is the most messages a sync sends before it waits for the
+// client to take them.
+const syncBatch = 50
+
+// handleRequest runs a request other than send from the request loop.
+func (s *Server) handleRequest(ctx context.Context, c *conn, in *protocol.Inbound) {
+	switch in.Type {
+	case protocol.TypeSync:
+		s.processSync(ctx, c, in)
+	}
+}
+
+// processSync streams what the client missed, in batches of at most 50
+// messages, then synced with the latest seq of each conversation.
+//
+// Every message acknowledged before the sync began is in the log below the
+// end offsets read first; the sync waits (bounded by SyncWait) until the
+// router has applied the log that far, so synced never reports less than
+// what was acknowledged.
+func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound) {
+	if !s.waitApplied(ctx, c) {
+		s.m.syncs.WithLabelValues("stale").Inc()
+	}
+	convs := s.syncConvs(ctx, c, in)
+	if convs == nil {
+		return
+	}
+	latest := make(map[chat.ConvID]int64, len(convs))
+	batch := 0
+	send := func(msgs []*chat.Message) bool {
+		batch++
+		if !c.waitRoom(len(msgs)) {
+			return false
+		}
+		for _, m := range msgs {
+			c.enqueue(protocol.EncodeSyncMessage(m, batch), essential)
+		}
+		return true
+	}
+	for _, conv := range convs {
+		top, err := s.store.Latest(ctx, conv)
+		if err != nil {
+			s.syncFailed(c, err)
+			return
+		}
+		since, named := in.Since[conv]
+		latest[conv] = max(top, since)
+		if !named {
+			// New to this client: the recent window.
+			msgs, err := s.store.Recent(ctx, conv, s.cfg.SyncRecent)
+			if err != nil {
+				s.syncFailed(c, err)
+				return
+			}
+			for len(msgs) > 0 {
+				n := min(len(msgs), syncBatch)
+				if !send(msgs[:n]) {
+					return
+				}
+				msgs = msgs[n:]
+			}
+			continue
+		}
+		// Everything after since that the views hold, page by page.
+		for after := since; after < top; {
+			msgs, err := s.store.History(ctx, conv, after, syncBatch)
+			if err != nil {
+				s.syncFailed(c, err)
+				return
+			}
+			if len(msgs) == 0 {
+				break
+			}
+			if !send(msgs) {
+				return
+			}
+			after = msgs[len(msgs)-1].Seq
+		}
+	}
+	c.enqueue(protocol.EncodeSynced(protocol.Synced{Convs: latest}), essential)
+	s.m.syncs.WithLabelValues("ok").Inc()
+}
+
+// syncConvs lists the conversations a sync covers: those named in since
+// that the user belongs to, and unless only is set, every conversation of
+// the user (public first). nil means the sync failed and was answered.
+func (s *Server) syncConvs(ctx context.Context, c *conn, in *protocol.Inbound) []chat.ConvID {
+	var convs []chat.ConvID
+	seen := make(map[chat.ConvID]bool)
+	add := func(conv chat.ConvID) {
+		if !seen[conv] && canRead(c.user, conv) {
+			seen[conv] = true
+			convs = append(convs, conv)
+		}
+	}
+	if !in.Only {
+		add(chat.Public)
+		mine, err := s.store.Conversations(ctx, c.user)
+		if err != nil {
+			s.syncFailed(c, err)
+			return nil
+		}
+		for _, conv := range mine {
+			add(conv)
+		}
+	}
+	for conv := range in.Since {
+		add(conv)
+	}
+	if convs == nil {
+		convs = []chat.ConvID{}
+	}
+	return convs
+}
+
+// canRead reports whether u may read conv: the public room and its own
+// direct conversations (groups do not exist yet).
+func canRead(u chat.UserID, conv chat.ConvID) bool {
+	if conv == chat.Public {
+		return true
+	}
+	_, ok := conv.Peer(u)
+	return ok
+}
+
+func (s *Server) syncFailed(c *conn, err error) {
+	s.m.syncs.WithLabelValues("failed").Inc()
+	s.log.Warn("sync failed", "user", c.user, "err", err)
+	c.enqueue(protocol.EncodeError(&protocol.Error{
+		Code: protocol.CodeUnavailable, Message: "sync failed, retry: message store unavailable", RetryAfterMS: 1000,
+	}), essential)
+}
+
+// waitApplied waits until the views hold everything the log held when it
+// was called, or SyncWait passes; it reports whether they caught up.
+func (s *Server) waitApplied(ctx context.Context, c *conn) bool {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncWait)
+	defer cancel()
+	end, err := s.admin.EndOffsets(ctx, s.cfg.ChatLogTopic)
+	if err != nil {
+		s.log.Warn("sync: end offsets", "err", err)
+		return false
+	}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		applied, err := s.store.Applied(ctx, s.cfg.ChatLogTopic)
+		if err == nil && caughtUp(applied, end) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			s.log.Warn("sync: views lag the log; answering with what they hold", "user", c.user)
+			return false
+		case <-c.closing:
+			return false
+		case <-t.C:
+		}
+	}
+}
+
+func caughtUp(applied, end map[int]int64) bool {
+	for p, e := range end {
+		if e > 0 && applied[p] < e {
+			return false
+		}
+	}
+	return true
+}
+
+// waitRoom waits until the write queue has room for n more frames while
+// keeping half of it free for live traffic; false means the connection is
+// closing.
+func (c *conn) waitRoom(n int) bool {
+	limit := max(cap(c.out)/2, n)
+	if len(c.out)+n <= limit {
+		return true
+	}
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for len(c.out)+n > limit {
+		select {
+		case <-c.closing:
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
