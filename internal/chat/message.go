@@ -23,13 +23,52 @@ type Message struct {
 
 // Record types, carried in the "type" field of every Kafka value.
 const (
-	TypeMessage = "message"
+	TypeMessage  = "message"  // chat-log and deliveries
+	TypeReceipt  = "receipt"  // chat-log and deliveries
+	TypeDelete   = "delete"   // chat-log
+	TypeTyping   = "typing"   // deliveries only, never logged
+	TypePresence = "presence" // deliveries only, never logged
 )
+
+// Receipt is a member's cumulative mark in a conversation: everything up to
+// Seq is delivered (or read, which implies delivered).
+type Receipt struct {
+	Conv   ConvID `json:"conv"`
+	User   UserID `json:"user"`
+	Seq    int64  `json:"seq"`
+	Status string `json:"status"` // delivered or read
+	TS     int64  `json:"ts"`
+}
+
+// Delete removes a message's body; the message keeps its id and seq.
+type Delete struct {
+	ID   string `json:"id"`
+	Conv ConvID `json:"conv"`
+	By   UserID `json:"by"`
+	TS   int64  `json:"ts"`
+}
+
+// Typing says a user started or stopped typing in a conversation.
+type Typing struct {
+	Conv  ConvID `json:"conv"`
+	User  UserID `json:"user"`
+	State string `json:"state"` // start or stop
+}
+
+// Presence says a user came online (first session) or went offline (last
+// session gone).
+type Presence struct {
+	User   UserID `json:"user"`
+	Online bool   `json:"online"`
+	TS     int64  `json:"ts"`
+}
 
 // LogRecord is a chat-log value. Its key is the conversation id.
 type LogRecord struct {
 	Type    string   `json:"type"`
 	Message *Message `json:"message,omitempty"`
+	Receipt *Receipt `json:"receipt,omitempty"`
+	Delete  *Delete  `json:"delete,omitempty"`
 }
 
 // Delivery is a value on a gateway topic messages-<SERVER_ID>: one copy of
@@ -45,8 +84,11 @@ type Delivery struct {
 	SkipSession string `json:"skip,omitempty"`
 	// Hops counts how often this copy was re-routed after its recipient
 	// moved; a copy is forwarded at most once.
-	Hops    int      `json:"hops,omitempty"`
-	Message *Message `json:"message,omitempty"`
+	Hops     int       `json:"hops,omitempty"`
+	Message  *Message  `json:"message,omitempty"`
+	Receipt  *Receipt  `json:"receipt,omitempty"`
+	Typing   *Typing   `json:"typing,omitempty"`
+	Presence *Presence `json:"presence,omitempty"`
 }
 
 // Encode returns the JSON encoding of r.
@@ -61,8 +103,8 @@ func DecodeLogRecord(b []byte) (*LogRecord, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("decode log record: %w", err)
 	}
-	if r.Type == TypeMessage && r.Message == nil {
-		return nil, fmt.Errorf("decode log record: message record without message")
+	if r.Type == TypeMessage && r.Message == nil || r.Type == TypeReceipt && r.Receipt == nil || r.Type == TypeDelete && r.Delete == nil {
+		return nil, fmt.Errorf("decode log record: %s record without its body", r.Type)
 	}
 	return &r, nil
 }
@@ -73,8 +115,9 @@ func DecodeDelivery(b []byte) (*Delivery, error) {
 	if err := json.Unmarshal(b, &d); err != nil {
 		return nil, fmt.Errorf("decode delivery: %w", err)
 	}
-	if d.Type == TypeMessage && d.Message == nil {
-		return nil, fmt.Errorf("decode delivery: message copy without message")
+	if d.Type == TypeMessage && d.Message == nil || d.Type == TypeReceipt && d.Receipt == nil ||
+		d.Type == TypeTyping && d.Typing == nil || d.Type == TypePresence && d.Presence == nil {
+		return nil, fmt.Errorf("decode delivery: %s copy without its body", d.Type)
 	}
 	return &d, nil
 }

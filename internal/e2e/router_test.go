@@ -118,10 +118,10 @@ func TestTheJanitorPurgesTheSessionsOfADeadGateway(t *testing.T) {
 	if err := short.Heartbeat(ctx, ghost); err != nil {
 		t.Fatal(err)
 	}
-	if err := short.AddSession(ctx, "carol", "ghost-session", ghost); err != nil {
+	if _, err := short.AddSession(ctx, "carol", "ghost-session", ghost); err != nil {
 		t.Fatal(err)
 	}
-	if err := short.AddSession(ctx, "dave", "ghost-session-2", ghost); err != nil {
+	if _, err := short.AddSession(ctx, "dave", "ghost-session-2", ghost); err != nil {
 		t.Fatal(err)
 	}
 	sessKey := func(u string) string { return c.prefix + "sess:" + u }

@@ -54,6 +54,8 @@ type conn struct {
 	out   chan []byte            // frames to write, bounded
 	inbox chan *protocol.Inbound // sends and syncs to process, bounded
 
+	typing map[chat.ConvID]*typingState // owned by the request loop
+
 	closeOnce sync.Once
 	closing   chan struct{}
 	reason    closeReason
@@ -88,7 +90,7 @@ func (c *conn) run(ctx context.Context) {
 	wg.Add(3)
 	go func() { defer wg.Done(); c.writeLoop(ctx) }()
 	go func() { defer wg.Done(); c.pingLoop(ctx) }()
-	go func() { defer wg.Done(); c.requestLoop(ctx) }()
+	go func() { defer wg.Done(); defer c.stopAllTyping(); c.requestLoop(ctx) }()
 	c.readLoop(ctx)
 	wg.Wait()
 }
@@ -136,7 +138,7 @@ func (c *conn) handle(ctx context.Context, in *protocol.Inbound) bool {
 	switch in.Type {
 	case protocol.TypePing:
 		c.enqueue(protocol.EncodePong(in.T), essential)
-	case protocol.TypeSend, protocol.TypeSync:
+	case protocol.TypeSend, protocol.TypeSync, protocol.TypeReceipt, protocol.TypeTyping:
 		// Blocking here is flow control: a client that sends faster than
 		// Kafka acknowledges stops being read.
 		select {
@@ -144,8 +146,6 @@ func (c *conn) handle(ctx context.Context, in *protocol.Inbound) bool {
 		case <-c.closing:
 			return false
 		}
-	default:
-		c.enqueue(protocol.EncodeError(protocol.Errorf(protocol.CodeBadRequest, "%s is not supported by this server", in.Type)), essential)
 	}
 	return true
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchboard-chat/switchboard/internal/auth"
+	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/protocol"
 )
 
@@ -106,6 +107,7 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 		out:     make(chan []byte, s.cfg.SendQueue),
 		inbox:   make(chan *protocol.Inbound, s.cfg.Inbox),
 		closing: make(chan struct{}),
+		typing:  make(map[chat.ConvID]*typingState),
 	}
 	c.log = s.log.With("user", user, "session", c.session)
 	s.serveConn(connCtx, c)
@@ -115,7 +117,7 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 func (s *Server) serveConn(ctx context.Context, c *conn) {
 	s.hub.add(c)
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
-	err := s.table.AddSession(rctx, c.user, c.session, s.cfg.ServerID)
+	sessions, err := s.table.AddSession(rctx, c.user, c.session, s.cfg.ServerID)
 	cancel()
 	if err != nil {
 		s.hub.remove(c)
@@ -135,6 +137,9 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 		c.close(reasonDrain)
 	}
 	c.log.Debug("connected")
+	if sessions == 1 {
+		s.announcePresence(ctx, c.user, true)
+	}
 
 	c.run(ctx)
 
@@ -143,9 +148,12 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 	s.m.disconnects.WithLabelValues(c.reason.label).Inc()
 	rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RedisTimeout)
 	defer cancel()
-	if _, err := s.table.RemoveSession(rctx, c.user, c.session, s.cfg.ServerID); err != nil {
+	left, err := s.table.RemoveSession(rctx, c.user, c.session, s.cfg.ServerID)
+	if err != nil {
 		// The lease and the janitor clean up what this leaves behind.
 		c.log.Warn("remove session failed", "err", err)
+	} else if left == 0 {
+		s.announcePresence(ctx, c.user, false)
 	}
 	c.log.Debug("disconnected", "reason", c.reason.label)
 }

@@ -18,6 +18,7 @@ type metrics struct {
 	deliverLatency prometheus.Histogram
 	consumed       prometheus.Counter
 	syncs          *prometheus.CounterVec // result
+	forwarded      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, lag func() float64) *metrics {
@@ -47,11 +48,13 @@ func newMetrics(reg prometheus.Registerer, lag func() float64) *metrics {
 		deliverLatency: latency("delivery_seconds", "End-to-end latency from accept to enqueue on the recipient's gateway."),
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "syncs_total", Help: "Syncs by result (ok, stale: the views lagged past SyncWait, failed)."}, []string{"result"}),
+		forwarded: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+			Name: "forwarded_total", Help: "Copies re-routed once to the gateway their recipient moved to."}),
 		consumed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "consumed_total", Help: "Records consumed from this gateway's topic."}),
 	}
 	reg.MustRegister(m.connections, m.connects, m.disconnects, m.framesIn, m.framesOut, m.sends, m.drops,
-		m.produceLatency, m.redisLatency, m.deliverLatency, m.consumed, m.syncs,
+		m.produceLatency, m.redisLatency, m.deliverLatency, m.consumed, m.syncs, m.forwarded,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "consumer_lag", Help: "Records behind the end of this gateway's topic."}, lag))
 	return m

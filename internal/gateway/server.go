@@ -21,6 +21,7 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/auth"
 	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
+	"github.com/switchboard-chat/switchboard/internal/relay"
 	"github.com/switchboard-chat/switchboard/internal/route"
 	"github.com/switchboard-chat/switchboard/internal/store"
 )
@@ -139,6 +140,7 @@ type Server struct {
 	gatherer prometheus.Gatherer
 	table    *route.Table
 	store    *store.Store
+	relay    *relay.Relay
 	admin    *kafkabus.Admin
 	producer *kafkabus.Producer
 	kafka    kafkabus.Config
@@ -147,6 +149,8 @@ type Server struct {
 	hub      *hub
 	admit    *bucket
 	ln       net.Listener
+
+	forwards chan forward // to forwardLoop
 
 	draining atomic.Bool
 	conns    sync.WaitGroup // every conn.run
@@ -190,7 +194,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		hub:      newHub(),
 		admit:    newBucket(cfg.ConnectRate, cfg.ConnectBurst),
 		ln:       ln,
+		forwards: make(chan forward, forwardQueue),
 	}
+	s.relay = relay.New(s.table, producer)
 	s.m = newMetrics(reg, func() float64 {
 		if c := s.consumer.Load(); c != nil {
 			return float64(c.Lag())
@@ -255,10 +261,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	bg, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	serveErr := make(chan error, 1)
 	go func() { defer wg.Done(); serveErr <- srv.Serve(s.ln) }()
 	go func() { defer wg.Done(); s.heartbeatLoop(bg) }()
+	go func() { defer wg.Done(); s.forwardLoop(bg) }()
 	go func() {
 		defer wg.Done()
 		consumer.Serve(bg, s.deliver, func(err error) { s.log.Warn("consumer stopped; restarting", "err", err) })

@@ -17,6 +17,10 @@ func (s *Server) handleRequest(ctx context.Context, c *conn, in *protocol.Inboun
 	switch in.Type {
 	case protocol.TypeSync:
 		s.processSync(ctx, c, in)
+	case protocol.TypeReceipt:
+		s.processReceipt(ctx, c, in)
+	case protocol.TypeTyping:
+		s.processTyping(ctx, c, in)
 	}
 }
 
@@ -86,6 +90,9 @@ func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound)
 			}
 			after = msgs[len(msgs)-1].Seq
 		}
+	}
+	if !s.syncMarks(ctx, c, convs, !in.Only) {
+		return
 	}
 	c.enqueue(protocol.EncodeSynced(protocol.Synced{Convs: latest}), essential)
 	s.m.syncs.WithLabelValues("ok").Inc()
@@ -193,6 +200,51 @@ func (c *conn) waitRoom(n int) bool {
 		case <-c.closing:
 			return false
 		case <-t.C:
+		}
+	}
+	return true
+}
+
+// syncMarks sends the other members' receipts in the direct conversations
+// among convs and, when withPresence, the presence of those members.
+func (s *Server) syncMarks(ctx context.Context, c *conn, convs []chat.ConvID, withPresence bool) bool {
+	var peers []chat.UserID
+	for _, conv := range convs {
+		peer, ok := conv.Peer(c.user)
+		if !ok {
+			continue
+		}
+		peers = append(peers, peer)
+		marks, err := s.store.Receipts(ctx, conv)
+		if err != nil {
+			s.syncFailed(c, err)
+			return false
+		}
+		for i := range marks {
+			if !c.waitRoom(1) {
+				return false
+			}
+			c.enqueue(protocol.EncodeReceipt(&marks[i]), essential)
+		}
+	}
+	if !withPresence || len(peers) == 0 {
+		return true
+	}
+	where, err := s.table.Locate(ctx, peers)
+	if err != nil {
+		s.syncFailed(c, err)
+		return false
+	}
+	online := make(map[chat.UserID]bool)
+	for _, users := range where {
+		for _, u := range users {
+			online[u] = true
+		}
+	}
+	now := time.Now().UnixMilli()
+	for _, p := range peers {
+		if p != c.user && c.waitRoom(1) {
+			c.enqueue(protocol.EncodePresence(&chat.Presence{User: p, Online: online[p], TS: now}), ephemeral)
 		}
 	}
 	return true

@@ -53,6 +53,15 @@ func EncodeSyncMessage(m *chat.Message, batch int) []byte {
 	}{m, batch})
 }
 
+// EncodeReceipt encodes a receipt frame.
+func EncodeReceipt(r *chat.Receipt) []byte { return encode("receipt", r) }
+
+// EncodeTyping encodes a typing frame.
+func EncodeTyping(t *chat.Typing) []byte { return encode("typing", t) }
+
+// EncodePresence encodes a presence frame.
+func EncodePresence(p *chat.Presence) []byte { return encode("presence", p) }
+
 // EncodeReconnect encodes a reconnect frame.
 func EncodeReconnect(r Reconnect) []byte { return encode("reconnect", &r) }
 

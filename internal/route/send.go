@@ -87,10 +87,7 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest) ([]SendPla
 		return nil, nil, fmt.Errorf("prepare sends: %w", err)
 	}
 	live := toServerIDs(liveCmd.Val())
-	isLive := make(map[chat.ServerID]bool, len(live))
-	for _, s := range live {
-		isLive[s] = true
-	}
+	isLive := liveSet(liveCmd.Val())
 	plans := make([]SendPlan, len(reqs))
 	for i, r := range reqs {
 		rec, err := dedupe[i].Text()
@@ -103,17 +100,7 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest) ([]SendPla
 		}
 		p.Dup = p.ID != r.ID
 		if len(r.Recipients) > 0 {
-			p.Targets = make(map[chat.ServerID][]chat.UserID)
-			for _, u := range r.Recipients {
-				seen := map[chat.ServerID]bool{}
-				for _, s := range sessions[u].Val() {
-					sid := chat.ServerID(s)
-					if isLive[sid] && !seen[sid] {
-						seen[sid] = true
-						p.Targets[sid] = append(p.Targets[sid], u)
-					}
-				}
-			}
+			p.Targets = targets(r.Recipients, sessions, isLive)
 		}
 		plans[i] = p
 	}

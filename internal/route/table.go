@@ -116,17 +116,66 @@ func toServerIDs(ids []string) []chat.ServerID {
 	return out
 }
 
-// AddSession records that user u has session sess on gateway s.
-func (t *Table) AddSession(ctx context.Context, u chat.UserID, sess string, s chat.ServerID) error {
+// AddSession records that user u has session sess on gateway s, and
+// returns how many sessions u now has (on live and dead gateways alike).
+func (t *Table) AddSession(ctx context.Context, u chat.UserID, sess string, s chat.ServerID) (int, error) {
+	var n *redis.IntCmd
 	_, err := t.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, t.sessionsKey(u), sess, string(s))
 		p.SAdd(ctx, t.gwSessionsKey(s), string(u)+"|"+sess)
+		n = p.HLen(ctx, t.sessionsKey(u))
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("add session %s/%s: %w", u, sess, err)
+		return 0, fmt.Errorf("add session %s/%s: %w", u, sess, err)
 	}
-	return nil
+	return int(n.Val()), nil
+}
+
+// Locate returns, for each live gateway, which of users have a session on
+// it, in one round trip.
+func (t *Table) Locate(ctx context.Context, users []chat.UserID) (map[chat.ServerID][]chat.UserID, error) {
+	pipe := t.rdb.Pipeline()
+	sessions := make(map[chat.UserID]*redis.MapStringStringCmd, len(users))
+	for _, u := range users {
+		if sessions[u] == nil {
+			sessions[u] = pipe.HGetAll(ctx, t.sessionsKey(u))
+		}
+	}
+	live := t.liveCmd(ctx, pipe)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("locate: %w", err)
+	}
+	return targets(users, sessions, liveSet(live.Val())), nil
+}
+
+func liveSet(ids []string) map[chat.ServerID]bool {
+	out := make(map[chat.ServerID]bool, len(ids))
+	for _, s := range ids {
+		out[chat.ServerID(s)] = true
+	}
+	return out
+}
+
+// targets groups users by the live gateways their sessions are on.
+func targets(users []chat.UserID, sessions map[chat.UserID]*redis.MapStringStringCmd, live map[chat.ServerID]bool) map[chat.ServerID][]chat.UserID {
+	out := make(map[chat.ServerID][]chat.UserID)
+	done := make(map[chat.UserID]bool, len(users))
+	for _, u := range users {
+		if done[u] {
+			continue
+		}
+		done[u] = true
+		seen := map[chat.ServerID]bool{}
+		for _, s := range sessions[u].Val() {
+			sid := chat.ServerID(s)
+			if live[sid] && !seen[sid] {
+				seen[sid] = true
+				out[sid] = append(out[sid], u)
+			}
+		}
+	}
+	return out
 }
 
 // removeSession deletes a session only if it still points at the given

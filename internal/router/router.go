@@ -115,7 +115,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		table: route.New(deps.Redis, deps.Route), store: store.New(deps.Redis, deps.Store),
 		admin: admin, kafka: deps.Kafka, ln: ln,
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
-			Name: "applied_total", Help: "chat-log records applied, by result (new, duplicate, error, skipped)."}, []string{"result"}),
+			Name: "applied_total", Help: "chat-log records applied, by result (new, duplicate, receipt, delete, error, skipped)."}, []string{"result"}),
 		purged: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
 			Name: "gateways_purged_total", Help: "Dead gateways whose sessions were removed."}),
 	}
@@ -192,29 +192,21 @@ func (r *Router) serveReady(w http.ResponseWriter, req *http.Request) {
 func (r *Router) apply(ctx context.Context, rec kafkabus.Record) error {
 	lr, err := chat.DecodeLogRecord(rec.Value)
 	if err != nil {
-		r.applied.WithLabelValues("skipped").Inc()
 		r.log.Warn("undecodable chat-log record", "partition", rec.Partition, "offset", rec.Offset, "err", err)
-		return nil
+		lr = nil // applyRecord skips it
 	}
-	if lr.Type != chat.TypeMessage {
-		r.applied.WithLabelValues("skipped").Inc()
-		return nil
-	}
+	pos := store.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}
 	backoff := 50 * time.Millisecond
 	for {
 		actx, cancel := context.WithTimeout(ctx, r.cfg.ApplyTimeout)
-		added, err := r.store.ApplyMessage(actx, lr.Message, store.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset})
+		result, err := r.applyRecord(actx, lr, pos)
 		cancel()
 		if err == nil {
-			if added {
-				r.applied.WithLabelValues("new").Inc()
-			} else {
-				r.applied.WithLabelValues("duplicate").Inc()
-			}
+			r.applied.WithLabelValues(result).Inc()
 			return nil
 		}
 		r.applied.WithLabelValues("error").Inc()
-		r.log.Warn("apply failed; retrying", "id", lr.Message.ID, "err", err)
+		r.log.Warn("apply failed; retrying", "offset", rec.Offset, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -222,6 +214,28 @@ func (r *Router) apply(ctx context.Context, rec kafkabus.Record) error {
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// applyRecord materializes one decoded record and names the result for the
+// applied_total metric.
+func (r *Router) applyRecord(ctx context.Context, lr *chat.LogRecord, pos store.Position) (string, error) {
+	if lr == nil {
+		return "skipped", r.store.MarkApplied(ctx, pos)
+	}
+	switch lr.Type {
+	case chat.TypeMessage:
+		added, err := r.store.ApplyMessage(ctx, lr.Message, pos)
+		if !added {
+			return "duplicate", err
+		}
+		return "new", err
+	case chat.TypeReceipt:
+		return "receipt", r.store.ApplyReceipt(ctx, lr.Receipt, pos)
+	case chat.TypeDelete:
+		_, err := r.store.ApplyDelete(ctx, lr.Delete, pos)
+		return "delete", err
+	}
+	return "skipped", r.store.MarkApplied(ctx, pos)
 }
 
 // janitorLoop purges gateways whose lease lapsed.

@@ -203,3 +203,24 @@ func (s *Store) Latest(ctx context.Context, conv chat.ConvID) (int64, error) {
 	}
 	return int64(zs[0].Score), nil
 }
+
+// markApplied raises the applied offset of one partition.
+var markApplied = redis.NewScript(`
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+`)
+
+// MarkApplied records that the record at pos needs nothing materialized
+// (an unknown or undecodable record), so readers waiting for the views to
+// reach it do not wait in vain.
+func (s *Store) MarkApplied(ctx context.Context, pos Position) error {
+	part, next := posArgs(pos)
+	if part == "" {
+		return nil
+	}
+	if err := markApplied.Run(ctx, s.rdb, []string{s.key("applied", pos.Topic)}, part, next).Err(); err != nil {
+		return fmt.Errorf("mark applied %s/%d: %w", pos.Topic, pos.Partition, err)
+	}
+	return nil
+}

@@ -1,0 +1,163 @@
+package gateway
+
+import (
+	"context"
+	"time"
+
+	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/kafkabus"
+	"github.com/switchboard-chat/switchboard/internal/protocol"
+	"github.com/switchboard-chat/switchboard/internal/relay"
+)
+
+// Typing limits.
+const (
+	// typingThrottle is the least time between two typing starts of one
+	// connection in one conversation that are relayed.
+	typingThrottle = 2 * time.Second
+	// typingTTL ends a typing start that no stop followed.
+	typingTTL = 5 * time.Second
+)
+
+// processReceipt logs a receipt to chat-log and relays it to the other
+// member and the sender's other sessions, in one acknowledged write.
+// Receipts in the public room are logged but not relayed.
+func (s *Server) processReceipt(ctx context.Context, c *conn, in *protocol.Inbound) {
+	if !canRead(c.user, in.Conv) {
+		c.enqueue(protocol.EncodeError(protocol.Errorf(protocol.CodeForbidden, "you are not a member of %s", in.Conv)), essential)
+		return
+	}
+	r := &chat.Receipt{Conv: in.Conv, User: c.user, Seq: in.Seq, Status: in.Status, TS: time.Now().UnixMilli()}
+	ev := relay.Event{
+		Delivery: chat.Delivery{Type: chat.TypeReceipt, SkipSession: c.session, Receipt: r},
+		Log: &kafkabus.Record{Topic: s.cfg.ChatLogTopic, Key: []byte(in.Conv),
+			Value: (&chat.LogRecord{Type: chat.TypeReceipt, Receipt: r}).Encode()},
+	}
+	if peer, ok := in.Conv.Peer(c.user); ok {
+		ev.Users = recipients(c.user, peer)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProduceTimeout)
+	defer cancel()
+	if _, err := s.relay.Send(ctx, ev); err != nil {
+		s.log.Warn("receipt failed", "user", c.user, "err", err)
+		c.enqueue(protocol.EncodeError(&protocol.Error{
+			Code: protocol.CodeUnavailable, Message: "receipt not stored, retry", RetryAfterMS: 1000,
+		}), essential)
+	}
+}
+
+// processTyping relays typing in a direct conversation to the other
+// member's sessions. It is never logged; starts are throttled per
+// conversation, and a start with no stop is ended after typingTTL.
+// Typing in the public room is not relayed.
+func (s *Server) processTyping(ctx context.Context, c *conn, in *protocol.Inbound) {
+	conv := in.Conv
+	if in.To != "" {
+		conv = chat.DirectConv(c.user, in.To)
+	}
+	peer, ok := conv.Peer(c.user)
+	if !ok {
+		if conv.Kind() == chat.KindDirect {
+			c.enqueue(protocol.EncodeError(protocol.Errorf(protocol.CodeForbidden, "you are not a member of %s", conv)), essential)
+		}
+		s.m.drops.WithLabelValues("typing_not_relayed").Inc()
+		return
+	}
+	if peer == c.user {
+		return
+	}
+	now := time.Now()
+	switch in.State {
+	case "start":
+		if st := c.typing[conv]; st != nil && now.Sub(st.last) < typingThrottle {
+			s.m.drops.WithLabelValues("typing_throttled").Inc()
+			st.timer.Reset(typingTTL) // still typing: push the automatic stop out
+			return
+		}
+		c.startTyping(conv, now)
+	case "stop":
+		if !c.stopTyping(conv) {
+			return // nothing was relayed, so nothing to stop
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProduceTimeout)
+	defer cancel()
+	t := &chat.Typing{Conv: conv, User: c.user, State: in.State}
+	if _, err := s.relay.Send(ctx, relay.Event{
+		Delivery: chat.Delivery{Type: chat.TypeTyping, Typing: t}, Users: []chat.UserID{peer},
+	}); err != nil {
+		s.m.drops.WithLabelValues("typing_failed").Inc()
+	}
+}
+
+// typingState is one conversation's relayed typing start.
+type typingState struct {
+	last  time.Time
+	timer *time.Timer
+}
+
+// startTyping records a relayed start and arms its automatic stop, which
+// reaches the request loop as a stop frame. Request loop only.
+func (c *conn) startTyping(conv chat.ConvID, now time.Time) {
+	if st := c.typing[conv]; st != nil {
+		st.last = now
+		st.timer.Reset(typingTTL)
+		return
+	}
+	c.typing[conv] = &typingState{last: now, timer: time.AfterFunc(typingTTL, func() {
+		select {
+		case c.inbox <- &protocol.Inbound{Type: protocol.TypeTyping, Conv: conv, State: "stop"}:
+		default: // the inbox is full; the peer's client times the start out
+		}
+	})}
+}
+
+// stopTyping forgets conv's typing and reports whether a start had been
+// relayed. Request loop only.
+func (c *conn) stopTyping(conv chat.ConvID) bool {
+	st := c.typing[conv]
+	if st == nil {
+		return false
+	}
+	st.timer.Stop()
+	delete(c.typing, conv)
+	return true
+}
+
+// stopAllTyping disarms every automatic stop; the conn is ending.
+func (c *conn) stopAllTyping() {
+	for conv := range c.typing {
+		c.stopTyping(conv)
+	}
+}
+
+// announcePresence tells the users who share a direct conversation with u
+// that u came online or went offline. Best effort: a failure is counted.
+func (s *Server) announcePresence(ctx context.Context, u chat.UserID, online bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProduceTimeout)
+	defer cancel()
+	peers, err := s.peers(ctx, u)
+	if err == nil && len(peers) > 0 {
+		p := &chat.Presence{User: u, Online: online, TS: time.Now().UnixMilli()}
+		_, err = s.relay.Send(ctx, relay.Event{Delivery: chat.Delivery{Type: chat.TypePresence, Presence: p}, Users: peers})
+	}
+	if err != nil {
+		s.m.drops.WithLabelValues("presence_failed").Inc()
+		s.log.Warn("presence failed", "user", u, "err", err)
+	}
+}
+
+// peers returns the users u shares a direct conversation with.
+func (s *Server) peers(ctx context.Context, u chat.UserID) ([]chat.UserID, error) {
+	convs, err := s.store.Conversations(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	var out []chat.UserID
+	for _, conv := range convs {
+		if p, ok := conv.Peer(u); ok && p != u {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,87 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/internal/chat"
+)
+
+// applyReceipt raises a member's cumulative marks in rcpt:<conv> (fields
+// "<user>|delivered" and "<user>|read"; read raises delivered too) and the
+// applied offset. Marks never go down, so replays are harmless.
+var applyReceipt = redis.NewScript(`
+if ARGV[5] ~= '' then
+  local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[5]) or '-1')
+  if tonumber(ARGV[6]) > cur then redis.call('HSET', KEYS[2], ARGV[5], ARGV[6]) end
+end
+local function raise(field)
+  local cur = tonumber(redis.call('HGET', KEYS[1], field) or '0')
+  if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], field, ARGV[2]) end
+end
+raise(ARGV[1] .. '|delivered')
+if ARGV[3] == 'read' then raise(ARGV[1] .. '|read') end
+return 1
+`)
+
+// ApplyReceipt materializes r, found in the log at pos.
+func (s *Store) ApplyReceipt(ctx context.Context, r *chat.Receipt, pos Position) error {
+	part, next := posArgs(pos)
+	err := applyReceipt.Run(ctx, s.rdb, []string{s.key("rcpt", string(r.Conv)), s.key("applied", pos.Topic)},
+		string(r.User), r.Seq, r.Status, r.TS, part, next).Err()
+	if err != nil {
+		return fmt.Errorf("apply receipt %s/%s: %w", r.Conv, r.User, err)
+	}
+	return nil
+}
+
+// Receipts returns every member's marks in conv: one receipt per user and
+// status that has one.
+func (s *Store) Receipts(ctx context.Context, conv chat.ConvID) ([]chat.Receipt, error) {
+	vals, err := s.rdb.HGetAll(ctx, s.key("rcpt", string(conv))).Result()
+	if err != nil {
+		return nil, fmt.Errorf("receipts %s: %w", conv, err)
+	}
+	out := make([]chat.Receipt, 0, len(vals))
+	for k, v := range vals {
+		user, status, ok := strings.Cut(k, "|")
+		seq, err := strconv.ParseInt(v, 10, 64)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("receipts %s: corrupt field %q=%q", conv, k, v)
+		}
+		out = append(out, chat.Receipt{Conv: conv, User: chat.UserID(user), Seq: seq, Status: status})
+	}
+	return out, nil
+}
+
+// applyDelete empties a message's body and marks it deleted, if the
+// message is still in the window, and raises the applied offset.
+var applyDelete = redis.NewScript(`
+if ARGV[2] ~= '' then
+  local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '-1')
+  if tonumber(ARGV[3]) > cur then redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) end
+end
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return 0 end
+local m = cjson.decode(v)
+m.body = ''
+m.deleted = true
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(m))
+return 1
+`)
+
+// ApplyDelete materializes d, found in the log at pos. It reports whether
+// the message was in the window.
+func (s *Store) ApplyDelete(ctx context.Context, d *chat.Delete, pos Position) (bool, error) {
+	part, next := posArgs(pos)
+	n, err := applyDelete.Run(ctx, s.rdb, []string{s.key("msg", string(d.Conv)), s.key("applied", pos.Topic)},
+		d.ID, part, next).Int()
+	if err != nil {
+		return false, fmt.Errorf("apply delete %s: %w", d.ID, err)
+	}
+	return n == 1, nil
+}
