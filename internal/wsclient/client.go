@@ -36,6 +36,10 @@ type Frame struct {
 	Code         string `json:"code,omitempty"`
 	Message      string `json:"message,omitempty"`
 	RetryAfterMS int64  `json:"retry_after_ms,omitempty"`
+	// receipt, typing, presence
+	Status string `json:"status,omitempty"`
+	State  string `json:"state,omitempty"`
+	Online bool   `json:"online,omitempty"`
 	// synced, reconnect, pong
 	Convs   map[string]int64 `json:"convs,omitempty"`
 	AfterMS int64            `json:"after_ms,omitempty"`
