@@ -1,6 +1,7 @@
 // Command router runs Switchboard's materializer and janitor.
 //
-//	router [-config configs/router.yaml]
+//	router [-config configs/router.yaml]           run
+//	router [-config configs/router.yaml] rebuild   delete the Redis views and replay chat-log, then exit
 //
 // Every configuration key can be overridden by environment (KAFKA_BROKERS,
 // REDIS_ADDR, HTTP_ADDR, …); see the README.
@@ -38,6 +39,14 @@ func run(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	rebuild := false
+	switch fs.Arg(0) {
+	case "":
+	case "rebuild":
+		rebuild = true
+	default:
+		return fmt.Errorf("unknown command %q (want no command, or rebuild)", fs.Arg(0))
+	}
 	path, required := config.ConfigFile(*file, "configs/router.yaml")
 	cfg, err := config.LoadRouter(path, required)
 	if err != nil {
@@ -62,6 +71,7 @@ func run(ctx context.Context, args []string) error {
 		GroupID:           cfg.GroupID,
 		JanitorInterval:   cfg.JanitorInterval,
 		DeadAfter:         cfg.DeadAfter,
+		OrphanGrace:       cfg.OrphanGrace,
 	}, router.Deps{
 		Logger:   log,
 		Registry: reg,
@@ -72,6 +82,14 @@ func run(ctx context.Context, args []string) error {
 	})
 	if err != nil {
 		return err
+	}
+	if rebuild {
+		st, err := r.Rebuild(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("rebuilt: %d view keys deleted, %d records replayed\n", st.KeysDeleted, st.Records)
+		return nil
 	}
 	return r.Run(ctx)
 }

@@ -98,6 +98,7 @@ type Router struct {
 	GroupID         string        // ROUTER_GROUP_ID
 	JanitorInterval time.Duration // ROUTER_JANITOR_INTERVAL
 	DeadAfter       time.Duration // ROUTER_DEAD_AFTER
+	OrphanGrace     time.Duration // ROUTER_ORPHAN_GRACE
 	HistoryWindow   int           // ROUTER_HISTORY_WINDOW
 }
 
@@ -106,6 +107,7 @@ var routerDefaults = map[string]any{
 	"router.group_id":         "router",
 	"router.janitor_interval": "5s",
 	"router.dead_after":       "0s",
+	"router.orphan_grace":     "1h",
 	"router.history_window":   1000,
 }
 
@@ -124,6 +126,9 @@ func LoadRouter(file string, required bool) (*Router, error) {
 		return nil, err
 	}
 	if r.DeadAfter, err = duration(v, "router.dead_after"); err != nil {
+		return nil, err
+	}
+	if r.OrphanGrace, err = duration(v, "router.orphan_grace"); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -115,7 +115,7 @@ func TestTheJanitorPurgesTheSessionsOfADeadGateway(t *testing.T) {
 	// A gateway that registered a session, then stopped heartbeating.
 	ghost := chat.ServerID("ghost-" + c.name)
 	short := route.New(c.rdb, route.Config{Prefix: c.prefix, Lease: time.Millisecond})
-	if err := short.Heartbeat(ctx, ghost); err != nil {
+	if _, err := short.Heartbeat(ctx, ghost); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := short.AddSession(ctx, "carol", "ghost-session", ghost); err != nil {

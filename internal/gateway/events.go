@@ -136,28 +136,8 @@ func (c *conn) stopAllTyping() {
 func (s *Server) announcePresence(ctx context.Context, u chat.UserID, online bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProduceTimeout)
 	defer cancel()
-	peers, err := s.peers(ctx, u)
-	if err == nil && len(peers) > 0 {
-		p := &chat.Presence{User: u, Online: online, TS: time.Now().UnixMilli()}
-		_, err = s.relay.Send(ctx, relay.Event{Delivery: chat.Delivery{Type: chat.TypePresence, Presence: p}, Users: peers})
-	}
-	if err != nil {
+	if err := s.relay.Presence(ctx, s.store, u, online); err != nil {
 		s.m.drops.WithLabelValues("presence_failed").Inc()
 		s.log.Warn("presence failed", "user", u, "err", err)
 	}
-}
-
-// peers returns the users u shares a direct conversation with.
-func (s *Server) peers(ctx context.Context, u chat.UserID) ([]chat.UserID, error) {
-	convs, err := s.store.Conversations(ctx, u)
-	if err != nil {
-		return nil, err
-	}
-	var out []chat.UserID
-	for _, conv := range convs {
-		if p, ok := conv.Peer(u); ok && p != u {
-			out = append(out, p)
-		}
-	}
-	return out, nil
 }

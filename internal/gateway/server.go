@@ -233,7 +233,7 @@ func (s *Server) Run(ctx context.Context) error {
 		kafkabus.TopicSpec{Name: s.cfg.ChatLogTopic, Partitions: s.cfg.ChatLogPartitions},
 	)
 	if err == nil {
-		err = s.table.Heartbeat(setup, s.cfg.ServerID)
+		_, err = s.table.Heartbeat(setup, s.cfg.ServerID)
 	}
 	cancel()
 	if err != nil {
@@ -289,18 +289,42 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) heartbeatLoop(ctx context.Context) {
 	t := time.NewTicker(s.table.Lease() / 3)
 	defer t.Stop()
+	pending := false // sessions still to register again
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			hctx, cancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
-			if err := s.table.Heartbeat(hctx, s.cfg.ServerID); err != nil {
-				s.log.Warn("heartbeat failed", "err", err)
-			}
+			lost, err := s.table.Heartbeat(hctx, s.cfg.ServerID)
 			cancel()
+			if err != nil {
+				s.log.Warn("heartbeat failed", "err", err)
+				continue
+			}
+			if lost || pending {
+				pending = !s.reregister(ctx)
+			}
 		}
 	}
+}
+
+// reregister writes every local session to Redis again, after the
+// gateway's registration was found missing (its lease lapsed and the
+// janitor purged it, or Redis lost its data). It reports success.
+func (s *Server) reregister(ctx context.Context) bool {
+	conns := s.hub.snapshot()
+	s.log.Warn("registration was lost; registering sessions again", "sessions", len(conns))
+	for _, c := range conns {
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
+		_, err := s.table.AddSession(rctx, c.user, c.session, s.cfg.ServerID)
+		cancel()
+		if err != nil {
+			s.log.Warn("register session again failed", "user", c.user, "err", err)
+			return false // the next heartbeat retries
+		}
+	}
+	return true
 }
 
 // drain stops the gateway gracefully: readiness goes false, new

@@ -144,6 +144,18 @@ func (a *Admin) TopicExists(ctx context.Context, name string) (bool, error) {
 // EndOffsets returns, for each partition of topic, the offset the next
 // record will get (the high watermark).
 func (a *Admin) EndOffsets(ctx context.Context, topic string) (map[int]int64, error) {
+	return a.offsets(ctx, topic, kafka.LastOffset)
+}
+
+// FirstOffsets returns, for each partition of topic, the offset of its
+// oldest retained record.
+func (a *Admin) FirstOffsets(ctx context.Context, topic string) (map[int]int64, error) {
+	return a.offsets(ctx, topic, kafka.FirstOffset)
+}
+
+// offsets lists each partition's first or last offset (which is kafka.FirstOffset
+// or kafka.LastOffset).
+func (a *Admin) offsets(ctx context.Context, topic string, which int64) (map[int]int64, error) {
 	meta, err := a.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return nil, fmt.Errorf("metadata %s: %w", topic, err)
@@ -157,22 +169,26 @@ func (a *Admin) EndOffsets(ctx context.Context, topic string) (map[int]int64, er
 			return nil, fmt.Errorf("metadata %s: %w", topic, t.Error)
 		}
 		for _, p := range t.Partitions {
-			reqs = append(reqs, kafka.LastOffsetOf(p.ID))
+			reqs = append(reqs, kafka.OffsetRequest{Partition: p.ID, Timestamp: which})
 		}
 	}
 	if len(reqs) == 0 {
-		return nil, fmt.Errorf("end offsets %s: %w", topic, kafka.UnknownTopicOrPartition)
+		return nil, fmt.Errorf("offsets %s: %w", topic, kafka.UnknownTopicOrPartition)
 	}
 	res, err := a.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
 	if err != nil {
-		return nil, fmt.Errorf("end offsets %s: %w", topic, err)
+		return nil, fmt.Errorf("offsets %s: %w", topic, err)
 	}
 	out := make(map[int]int64, len(reqs))
 	for _, p := range res.Topics[topic] {
 		if p.Error != nil {
-			return nil, fmt.Errorf("end offsets %s/%d: %w", topic, p.Partition, p.Error)
+			return nil, fmt.Errorf("offsets %s/%d: %w", topic, p.Partition, p.Error)
 		}
-		out[p.Partition] = p.LastOffset
+		if which == kafka.FirstOffset {
+			out[p.Partition] = p.FirstOffset
+		} else {
+			out[p.Partition] = p.LastOffset
+		}
 	}
 	return out, nil
 }

@@ -7,6 +7,7 @@ package relay
 
 import (
 	"context"
+	"time"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
@@ -66,4 +67,20 @@ func (r *Relay) Send(ctx context.Context, ev Event) (int, error) {
 		return 0, nil
 	}
 	return gateways, r.producer.Produce(ctx, recs)
+}
+
+// Peers names the users who should hear of a user's presence.
+type Peers interface {
+	Peers(ctx context.Context, u chat.UserID) ([]chat.UserID, error)
+}
+
+// Presence tells u's peers that u came online or went offline.
+func (r *Relay) Presence(ctx context.Context, peers Peers, u chat.UserID, online bool) error {
+	users, err := peers.Peers(ctx, u)
+	if err != nil || len(users) == 0 {
+		return err
+	}
+	p := &chat.Presence{User: u, Online: online, TS: time.Now().UnixMilli()}
+	_, err = r.Send(ctx, Event{Delivery: chat.Delivery{Type: chat.TypePresence, Presence: p}, Users: users})
+	return err
 }

@@ -66,13 +66,16 @@ func (t *Table) dedupeKey(u chat.UserID, cid string) string {
 // it from the log, so it survives a Redis rebuild.
 func (t *Table) SeqKey(c chat.ConvID) string { return t.cfg.Prefix + "seq:" + string(c) }
 
-// Heartbeat registers gateway s as live for one lease from now.
-func (t *Table) Heartbeat(ctx context.Context, s chat.ServerID) error {
+// Heartbeat registers gateway s as live for one lease from now. It reports
+// whether s was not registered before (first start, or its registration
+// was purged or lost), in which case its sessions must be registered again.
+func (t *Table) Heartbeat(ctx context.Context, s chat.ServerID) (bool, error) {
 	exp := t.now().Add(t.cfg.Lease).UnixMilli()
-	if err := t.rdb.ZAdd(ctx, t.gatewaysKey(), redis.Z{Score: float64(exp), Member: string(s)}).Err(); err != nil {
-		return fmt.Errorf("heartbeat %s: %w", s, err)
+	n, err := t.rdb.ZAdd(ctx, t.gatewaysKey(), redis.Z{Score: float64(exp), Member: string(s)}).Result()
+	if err != nil {
+		return false, fmt.Errorf("heartbeat %s: %w", s, err)
 	}
-	return nil
+	return n == 1, nil
 }
 
 // Deregister removes gateway s from the live registry.
@@ -235,4 +238,37 @@ func (t *Table) Ping(ctx context.Context) error { return t.rdb.Ping(ctx).Err() }
 func isNoScript(err error) bool {
 	var rerr redis.Error
 	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOSCRIPT")
+}
+
+func (t *Table) deadKey() string { return t.cfg.Prefix + "gwdead" }
+
+// MarkDead records when gateway s was found dead (kept if already set).
+func (t *Table) MarkDead(ctx context.Context, s chat.ServerID) error {
+	err := t.rdb.ZAddNX(ctx, t.deadKey(), redis.Z{Score: float64(t.now().UnixMilli()), Member: string(s)}).Err()
+	if err != nil {
+		return fmt.Errorf("mark dead %s: %w", s, err)
+	}
+	return nil
+}
+
+// Dead returns the gateways marked dead and since when.
+func (t *Table) Dead(ctx context.Context) (map[chat.ServerID]time.Time, error) {
+	zs, err := t.rdb.ZRangeWithScores(ctx, t.deadKey(), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("dead gateways: %w", err)
+	}
+	out := make(map[chat.ServerID]time.Time, len(zs))
+	for _, z := range zs {
+		out[chat.ServerID(z.Member.(string))] = time.UnixMilli(int64(z.Score))
+	}
+	return out, nil
+}
+
+// ForgetDead drops gateway s from the dead list (it came back, or its
+// topic was removed).
+func (t *Table) ForgetDead(ctx context.Context, s chat.ServerID) error {
+	if err := t.rdb.ZRem(ctx, t.deadKey(), string(s)).Err(); err != nil {
+		return fmt.Errorf("forget dead %s: %w", s, err)
+	}
+	return nil
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
+	"github.com/switchboard-chat/switchboard/internal/relay"
 	"github.com/switchboard-chat/switchboard/internal/route"
 	"github.com/switchboard-chat/switchboard/internal/store"
 )
@@ -41,6 +42,10 @@ type Config struct {
 	DeadAfter time.Duration
 	// ApplyTimeout bounds one Redis apply. Default 5s.
 	ApplyTimeout time.Duration
+	// OrphanGrace is how long the topic of a dead gateway is kept for its
+	// return (a restart with the same SERVER_ID resumes it); past it the
+	// topic is deleted. Default 1h.
+	OrphanGrace time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -62,6 +67,9 @@ func (c *Config) setDefaults() {
 	if c.ApplyTimeout <= 0 {
 		c.ApplyTimeout = 5 * time.Second
 	}
+	if c.OrphanGrace <= 0 {
+		c.OrphanGrace = time.Hour
+	}
 }
 
 // Deps are the router's collaborators.
@@ -82,12 +90,16 @@ type Router struct {
 	table    *route.Table
 	store    *store.Store
 	admin    *kafkabus.Admin
+	producer *kafkabus.Producer
+	relay    *relay.Relay
 	kafka    kafkabus.Config
 	consumer atomic.Pointer[kafkabus.Consumer] // set by Run
 	ln       net.Listener
 
 	applied *prometheus.CounterVec
 	purged  prometheus.Counter
+	orphans prometheus.Gauge
+	deleted prometheus.Counter
 }
 
 // New checks cfg, binds the HTTP listener and returns a router.
@@ -106,6 +118,10 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
+	producer, err := kafkabus.NewProducer(deps.Kafka)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("HTTP_ADDR %s: %w", cfg.Addr, err)
@@ -113,13 +129,18 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	r := &Router{
 		cfg: cfg, log: deps.Logger.With("component", "router"), reg: deps.Registry,
 		table: route.New(deps.Redis, deps.Route), store: store.New(deps.Redis, deps.Store),
-		admin: admin, kafka: deps.Kafka, ln: ln,
+		admin: admin, producer: producer, kafka: deps.Kafka, ln: ln,
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
 			Name: "applied_total", Help: "chat-log records applied, by result (new, duplicate, receipt, delete, error, skipped)."}, []string{"result"}),
 		purged: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
 			Name: "gateways_purged_total", Help: "Dead gateways whose sessions were removed."}),
+		orphans: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "router",
+			Name: "orphan_topics", Help: "Topics of dead gateways waiting out the grace period."}),
+		deleted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
+			Name: "orphan_topics_deleted_total", Help: "Topics of gateways that never returned, deleted."}),
 	}
-	r.reg.MustRegister(r.applied, r.purged, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	r.relay = relay.New(r.table, producer)
+	r.reg.MustRegister(r.applied, r.purged, r.orphans, r.deleted, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "switchboard", Subsystem: "router", Name: "consumer_lag", Help: "Records behind the end of chat-log.",
 	}, func() float64 {
 		if c := r.consumer.Load(); c != nil {
@@ -169,6 +190,9 @@ func (r *Router) Run(ctx context.Context) error {
 	_ = srv.Shutdown(sctx)
 	cancel()
 	wg.Wait()
+	if err := r.producer.Close(); err != nil {
+		r.log.Warn("producer close", "err", err)
+	}
 	return consumer.Close()
 }
 
@@ -252,6 +276,8 @@ func (r *Router) janitorLoop(ctx context.Context) {
 	}
 }
 
+// sweep purges the sessions of gateways whose lease lapsed, tells their
+// users' peers who went offline, and handles the dead gateways' topics.
 func (r *Router) sweep(ctx context.Context) {
 	dead, err := r.table.DeadGateways(ctx, r.cfg.DeadAfter)
 	if err != nil {
@@ -259,12 +285,59 @@ func (r *Router) sweep(ctx context.Context) {
 		return
 	}
 	for _, gw := range dead {
+		if err := r.table.MarkDead(ctx, gw); err != nil {
+			r.log.Warn("janitor: mark dead", "gateway", gw, "err", err)
+			continue
+		}
 		gone, err := r.table.PurgeGateway(ctx, gw)
 		if err != nil {
 			r.log.Warn("janitor: purge", "gateway", gw, "err", err)
 			continue
 		}
 		r.purged.Inc()
-		r.log.Info("janitor: purged dead gateway", "gateway", gw, "users_offline", len(gone))
+		r.log.Info("janitor: purged dead gateway", "gateway", gw, "users_offline", len(gone),
+			"topic", gw.Topic(), "topic_deleted_after", r.cfg.OrphanGrace)
+		for _, u := range gone {
+			if err := r.relay.Presence(ctx, r.store, u, false); err != nil {
+				r.log.Warn("janitor: offline presence", "user", u, "err", err)
+			}
+		}
 	}
+	r.sweepOrphans(ctx)
+}
+
+// sweepOrphans deletes the topics of gateways dead for longer than the
+// grace period, and forgets gateways that came back.
+func (r *Router) sweepOrphans(ctx context.Context) {
+	deadSince, err := r.table.Dead(ctx)
+	if err != nil {
+		r.log.Warn("janitor: list dead gateways", "err", err)
+		return
+	}
+	live, err := r.table.LiveGateways(ctx)
+	if err != nil {
+		r.log.Warn("janitor: list live gateways", "err", err)
+		return
+	}
+	for _, gw := range live {
+		if _, ok := deadSince[gw]; ok {
+			r.log.Info("janitor: gateway returned; keeping its topic", "gateway", gw)
+			_ = r.table.ForgetDead(ctx, gw)
+			delete(deadSince, gw)
+		}
+	}
+	for gw, since := range deadSince {
+		if time.Since(since) < r.cfg.OrphanGrace {
+			continue
+		}
+		if err := r.admin.DeleteTopics(ctx, gw.Topic()); err != nil {
+			r.log.Warn("janitor: delete orphaned topic", "topic", gw.Topic(), "err", err)
+			continue
+		}
+		_ = r.table.ForgetDead(ctx, gw)
+		delete(deadSince, gw)
+		r.deleted.Inc()
+		r.log.Info("janitor: deleted orphaned topic", "topic", gw.Topic(), "dead_since", since)
+	}
+	r.orphans.Set(float64(len(deadSince)))
 }

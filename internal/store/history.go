@@ -224,3 +224,54 @@ func (s *Store) MarkApplied(ctx context.Context, pos Position) error {
 	}
 	return nil
 }
+
+// viewKinds are the key kinds FlushViews deletes: everything materialized
+// from the log except the seq counters, which the send path needs and a
+// replay only raises.
+var viewKinds = []string{"hist", "msg", "convs", "rcpt", "applied"}
+
+// FlushViews deletes every materialized view (not the seq counters), for a
+// rebuild from the log. It scans, so it is for maintenance only. It returns
+// how many keys it deleted.
+func (s *Store) FlushViews(ctx context.Context) (int, error) {
+	deleted := 0
+	for _, kind := range viewKinds {
+		iter := s.rdb.Scan(ctx, 0, s.cfg.Prefix+kind+":*", 1000).Iterator()
+		var batch []string
+		for iter.Next(ctx) {
+			batch = append(batch, iter.Val())
+			if len(batch) == 1000 {
+				if err := s.rdb.Del(ctx, batch...).Err(); err != nil {
+					return deleted, fmt.Errorf("flush views: %w", err)
+				}
+				deleted += len(batch)
+				batch = batch[:0]
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return deleted, fmt.Errorf("flush views: %w", err)
+		}
+		if len(batch) > 0 {
+			if err := s.rdb.Del(ctx, batch...).Err(); err != nil {
+				return deleted, fmt.Errorf("flush views: %w", err)
+			}
+			deleted += len(batch)
+		}
+	}
+	return deleted, nil
+}
+
+// Peers returns the users u shares a direct conversation with.
+func (s *Store) Peers(ctx context.Context, u chat.UserID) ([]chat.UserID, error) {
+	convs, err := s.Conversations(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	var out []chat.UserID
+	for _, conv := range convs {
+		if p, ok := conv.Peer(u); ok && p != u {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}

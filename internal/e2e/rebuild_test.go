@@ -1,0 +1,223 @@
+//go:build integration
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/kafkabus"
+	"github.com/switchboard-chat/switchboard/internal/router"
+	"github.com/switchboard-chat/switchboard/internal/wsclient"
+)
+
+// views is everything the router materializes, for comparison.
+type views struct {
+	History  map[chat.ConvID][]chat.Message
+	Convs    map[chat.UserID][]chat.ConvID
+	Receipts map[chat.ConvID][]chat.Receipt
+	Seq      map[chat.ConvID]int64
+}
+
+func (c *cluster) snapshot(t *testing.T, users []chat.UserID, convs []chat.ConvID) views {
+	t.Helper()
+	ctx := context.Background()
+	st := c.store()
+	v := views{History: map[chat.ConvID][]chat.Message{}, Convs: map[chat.UserID][]chat.ConvID{},
+		Receipts: map[chat.ConvID][]chat.Receipt{}, Seq: map[chat.ConvID]int64{}}
+	for _, conv := range convs {
+		msgs, err := st.History(ctx, conv, 0, 100000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			v.History[conv] = append(v.History[conv], *m)
+		}
+		marks, err := st.Receipts(ctx, conv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sort.Slice(marks, func(i, j int) bool { return marks[i].User+chat.UserID(marks[i].Status) < marks[j].User+chat.UserID(marks[j].Status) })
+		v.Receipts[conv] = marks
+		v.Seq[conv], _ = c.rdb.Get(ctx, c.table().SeqKey(conv)).Int64()
+	}
+	for _, u := range users {
+		v.Convs[u], _ = st.Conversations(ctx, u)
+	}
+	return v
+}
+
+// waitApplied waits until the router has applied chat-log to its end.
+func (c *cluster) waitApplied(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	end, err := c.admin.EndOffsets(ctx, c.chatLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the router to apply the whole log", func() bool {
+		applied, err := c.store().Applied(ctx, c.chatLog)
+		if err != nil {
+			return false
+		}
+		for p, e := range end {
+			if e > 0 && applied[p] < e {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestRedisFlushedThenRebuiltFromTheLogHoldsTheSameViews(t *testing.T) {
+	c := newCluster(t)
+	gw1, gw2 := c.startGateway("gw-1"), c.startGateway("gw-2")
+	r := c.startRouter()
+	users := []chat.UserID{"alice", "bob", "carol"}
+	cl := map[chat.UserID]*wsclient.Client{"alice": c.dial(gw1, "alice"), "bob": c.dial(gw2, "bob"), "carol": c.dial(gw1, "carol")}
+	ctx := context.Background()
+	convSet := map[chat.ConvID]bool{chat.Public: true}
+	n := 0
+	var lastDM wsclient.Frame
+	for round := 0; round < 20; round++ {
+		for i, from := range users {
+			to := users[(i+1+round%2)%3]
+			cid := fmt.Sprintf("m%d", n)
+			n++
+			var err error
+			if round%5 == 0 {
+				err = cl[from].SendConv(ctx, cid, "public", "public "+cid)
+			} else {
+				err = cl[from].SendTo(ctx, cid, string(to), "dm "+cid)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := expect(t, cl[from], "sent", isSent(cid))
+			convSet[chat.ConvID(f.Conv)] = true
+			if f.Conv == "dm:alice:bob" {
+				lastDM = f
+			}
+		}
+	}
+	for _, st := range []string{"delivered", "read"} {
+		if err := cl["bob"].SendJSON(ctx, map[string]any{"type": "receipt", "conv": lastDM.Conv, "seq": lastDM.Seq - 1, "status": st}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cl["alice"].SendJSON(ctx, map[string]any{"type": "receipt", "conv": lastDM.Conv, "seq": lastDM.Seq, "status": "delivered"}); err != nil {
+		t.Fatal(err)
+	}
+	// A delete in the log (deletes arrive through the REST API).
+	producer, err := kafkabus.NewProducer(c.kafka())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	del := &chat.LogRecord{Type: chat.TypeDelete, Delete: &chat.Delete{ID: lastDM.ID, Conv: chat.ConvID(lastDM.Conv), By: "alice", TS: 1}}
+	if err := producer.Produce(ctx, []kafkabus.Record{{Topic: c.chatLog, Key: []byte(lastDM.Conv), Value: del.Encode()}}); err != nil {
+		t.Fatal(err)
+	}
+	var convs []chat.ConvID
+	for conv := range convSet {
+		convs = append(convs, conv)
+	}
+	eventually(t, 20*time.Second, "receipts in the views", func() bool {
+		marks, _ := c.store().Receipts(ctx, chat.ConvID(lastDM.Conv))
+		return len(marks) == 3
+	})
+	c.waitApplied(t)
+	before := c.snapshot(t, users, convs)
+	if len(before.History["dm:alice:bob"]) == 0 || !before.History["dm:alice:bob"][len(before.History["dm:alice:bob"])-1].Deleted {
+		t.Fatalf("the deleted message is not marked deleted before the rebuild")
+	}
+
+	// Flush everything this cluster has in Redis: views, seq counters,
+	// sessions, registrations, dedupe records.
+	keys, _ := c.rdb.Keys(ctx, c.prefix+"*").Result()
+	if len(keys) == 0 {
+		t.Fatal("nothing to flush")
+	}
+	c.rdb.Del(ctx, keys...)
+	if h, _ := c.store().History(ctx, chat.Public, 0, 10); len(h) != 0 {
+		t.Fatal("history survived the flush")
+	}
+	stats, err := r.Rebuild(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := c.snapshot(t, users, convs)
+	if !reflect.DeepEqual(before, after) {
+		t.Fatalf("views differ after the rebuild (%+v)\nbefore: %+v\nafter:  %+v", stats, before, after)
+	}
+	t.Logf("rebuild replayed %d records over %d conversations", stats.Records, len(convs))
+	// The send path carries on from the restored counters.
+	if err := cl["alice"].SendTo(ctx, "after-rebuild", "bob", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if f := expect(t, cl["alice"], "sent", isSent("after-rebuild")); f.Seq != before.Seq["dm:alice:bob"]+1 {
+		t.Fatalf("seq after rebuild %d, want %d", f.Seq, before.Seq["dm:alice:bob"]+1)
+	}
+}
+
+func TestTheJanitorAnnouncesOfflineAndDeletesTheTopicOfAGatewayThatNeverReturns(t *testing.T) {
+	c := newCluster(t)
+	g := c.startGateway("gw-1")
+	c.startRouter(func(cfg *router.Config) { cfg.OrphanGrace = time.Second })
+	alice := c.dial(g, "alice")
+	ctx := context.Background()
+	if err := alice.SendTo(ctx, "hi", "carol", "hello"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, alice, "sent", isSent("hi"))
+	eventually(t, 20*time.Second, "carol's conversation list", func() bool {
+		convs, _ := c.store().Conversations(ctx, "carol")
+		return len(convs) == 1
+	})
+	// carol's only session is on a gateway that dies; a second gateway
+	// dies but comes back within the grace period.
+	ghost, back := chat.ServerID("ghost-"+c.name), chat.ServerID("back-"+c.name)
+	c.topics = append(c.topics, ghost.Topic(), back.Topic())
+	if err := c.admin.EnsureTopics(ctx, kafkabus.TopicSpec{Name: ghost.Topic(), Retention: time.Hour},
+		kafkabus.TopicSpec{Name: back.Topic(), Retention: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	short := c.table()
+	for _, gw := range []chat.ServerID{ghost, back} {
+		if _, err := short.Heartbeat(ctx, gw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := short.AddSession(ctx, "carol", "s1", ghost); err != nil {
+		t.Fatal(err)
+	}
+	// Both leases lapse (3s); only "back" returns.
+	f := expect(t, alice, "carol's offline presence", func(f wsclient.Frame) bool { return f.Type == "presence" && f.User == "carol" })
+	if f.Online {
+		t.Fatalf("presence %s", f.Raw)
+	}
+	eventually(t, 20*time.Second, "the orphaned topic to be deleted", func() bool {
+		// "back" heartbeats like a live gateway (a purge may race with it).
+		if _, err := short.Heartbeat(ctx, back); err != nil {
+			t.Fatal(err)
+		}
+		ok, err := c.admin.TopicExists(ctx, ghost.Topic())
+		return err == nil && !ok
+	})
+	eventually(t, 10*time.Second, "the returned gateway to be forgotten as dead", func() bool {
+		if _, err := short.Heartbeat(ctx, back); err != nil {
+			t.Fatal(err)
+		}
+		dead, _ := short.Dead(ctx)
+		_, ok := dead[back]
+		return !ok
+	})
+	if ok, err := c.admin.TopicExists(ctx, back.Topic()); err != nil || !ok {
+		t.Fatalf("the returned gateway's topic is gone (%v)", err)
+	}
+}

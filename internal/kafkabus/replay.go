@@ -1,0 +1,44 @@
+package kafkabus
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Replay reads partition of topic from offset from up to (not including)
+// offset to, outside any consumer group, passing each record to handle in
+// order. It stops at the first error of handle or of the read.
+func Replay(ctx context.Context, cfg Config, topic string, partition int, from, to int64, handle func(context.Context, Record) error) error {
+	if err := cfg.setDefaults(); err != nil {
+		return err
+	}
+	if from >= to {
+		return nil
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:   cfg.Brokers,
+		Topic:     topic,
+		Partition: partition,
+		Dialer:    &kafka.Dialer{Timeout: cfg.DialTimeout, ClientID: cfg.ClientID},
+		MinBytes:  1,
+		MaxBytes:  10 << 20,
+	})
+	defer r.Close()
+	if err := r.SetOffset(from); err != nil {
+		return fmt.Errorf("replay %s/%d: %w", topic, partition, err)
+	}
+	for {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			return fmt.Errorf("replay %s/%d: %w", topic, partition, err)
+		}
+		if err := handle(ctx, Record{Topic: m.Topic, Key: m.Key, Value: m.Value, Partition: m.Partition, Offset: m.Offset, Time: m.Time}); err != nil {
+			return err
+		}
+		if m.Offset+1 >= to {
+			return nil
+		}
+	}
+}
