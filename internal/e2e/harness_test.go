@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -123,8 +124,17 @@ type gw struct {
 	err     error         // what Run returned
 }
 
-// startGateway runs a gateway named <name>-<cluster> until the test ends.
+// startGateway runs a gateway named <name>-<cluster> until the test ends,
+// and waits until it delivers through its own topic.
 func (c *cluster) startGateway(name string, tweak ...func(*gateway.Config)) *gw {
+	c.t.Helper()
+	g := c.launchGateway(name, tweak...)
+	c.waitReady(g)
+	return g
+}
+
+// launchGateway runs a gateway without waiting for its consumer.
+func (c *cluster) launchGateway(name string, tweak ...func(*gateway.Config)) *gw {
 	c.t.Helper()
 	id := chat.ServerID(name + "-" + c.name)
 	cfg := gateway.Config{
@@ -141,7 +151,9 @@ func (c *cluster) startGateway(name string, tweak ...func(*gateway.Config)) *gw 
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.topics = append(c.topics, id.Topic())
+	if !slices.Contains(c.topics, id.Topic()) {
+		c.topics = append(c.topics, id.Topic())
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &gw{id: id, srv: srv, cancel: cancel, stopped: make(chan struct{})}
 	go func() { g.err = srv.Run(ctx); close(g.stopped) }()
@@ -150,7 +162,6 @@ func (c *cluster) startGateway(name string, tweak ...func(*gateway.Config)) *gw 
 			c.t.Errorf("gateway %s: %v", id, err)
 		}
 	})
-	c.waitReady(g)
 	return g
 }
 
