@@ -199,6 +199,7 @@ func (c Common) CheckKafka(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer admin.Close()
 	cctx, cancel := context.WithTimeout(ctx, c.KafkaConnectTimeout)
 	defer cancel()
 	if err := admin.Ping(cctx); err != nil {

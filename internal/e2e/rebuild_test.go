@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,7 +43,9 @@ func (c *cluster) snapshot(t *testing.T, users []chat.UserID, convs []chat.ConvI
 		if err != nil {
 			t.Fatal(err)
 		}
-		sort.Slice(marks, func(i, j int) bool { return marks[i].User+chat.UserID(marks[i].Status) < marks[j].User+chat.UserID(marks[j].Status) })
+		sort.Slice(marks, func(i, j int) bool {
+			return marks[i].User+chat.UserID(marks[i].Status) < marks[j].User+chat.UserID(marks[j].Status)
+		})
 		v.Receipts[conv] = marks
 		v.Seq[conv], _ = c.rdb.Get(ctx, c.table().SeqKey(conv)).Int64()
 	}
@@ -219,5 +222,55 @@ func TestTheJanitorAnnouncesOfflineAndDeletesTheTopicOfAGatewayThatNeverReturns(
 	})
 	if ok, err := c.admin.TopicExists(ctx, back.Topic()); err != nil || !ok {
 		t.Fatalf("the returned gateway's topic is gone (%v)", err)
+	}
+}
+
+func TestAfterRedisLosesItsDataSendsWaitForTheRouterAndSeqNeverRepeats(t *testing.T) {
+	c := newCluster(t)
+	g := c.startGateway("gw-1")
+	c.startRouter()
+	alice := c.dial(g, "alice")
+	ctx := context.Background()
+	var first wsclient.Frame
+	for i := 0; i < 5; i++ {
+		cid := fmt.Sprintf("pre%d", i)
+		if err := alice.SendTo(ctx, cid, "bob", "x"); err != nil {
+			t.Fatal(err)
+		}
+		f := expect(t, alice, "sent", isSent(cid))
+		if i == 0 {
+			first = f
+		}
+	}
+	c.waitApplied(t)
+	keys, _ := c.rdb.Keys(ctx, c.prefix+"*").Result()
+	c.rdb.Del(ctx, keys...) // Redis lost everything
+	// Sends never take a seq that is already logged: until the router has
+	// restored the counters they answer unavailable; then they carry on.
+	var got wsclient.Frame
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; ; i++ {
+		cid := fmt.Sprintf("post%d", i)
+		if err := alice.SendTo(ctx, cid, "bob", "x"); err != nil {
+			t.Fatal(err)
+		}
+		got = expect(t, alice, "answer", isSent(cid))
+		if got.Type == "sent" {
+			break
+		}
+		if got.Code != "unavailable" || !strings.Contains(got.Message, "restored") || time.Now().After(deadline) {
+			t.Fatalf("while restoring: %s", got.Raw)
+		}
+		time.Sleep(50 * time.Millisecond) // a client's retry pacing
+	}
+	if got.Seq != 6 {
+		t.Fatalf("first seq after the loss is %d, want 6", got.Seq)
+	}
+	// A retried cid from before the loss is still recognized.
+	if err := alice.SendTo(ctx, "pre0", "bob", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if f := expect(t, alice, "retry", isSent("pre0")); f.ID != first.ID || f.Seq != first.Seq {
+		t.Fatalf("retry after the loss answered %s, first was %s", f.Raw, first.Raw)
 	}
 }

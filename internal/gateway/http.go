@@ -19,6 +19,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/internal/auth"
 	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/health"
 	"github.com/switchboard-chat/switchboard/internal/protocol"
 )
 
@@ -39,24 +40,12 @@ func (s *Server) routes(connCtx context.Context) http.Handler {
 // serveReady answers 200 when the gateway is not draining and both Kafka
 // and Redis answer now.
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	checks := map[string]string{"kafka": "ok", "redis": "ok", "draining": "no"}
-	ok := true
-	if err := s.admin.Ping(ctx); err != nil {
-		checks["kafka"], ok = err.Error(), false
-	}
-	if err := s.table.Ping(ctx); err != nil {
-		checks["redis"], ok = err.Error(), false
-	}
+	checks, ok := health.Run(r.Context(), map[string]health.Check{"kafka": s.admin.Ping, "redis": s.table.Ping})
+	checks["draining"] = "no"
 	if s.draining.Load() {
 		checks["draining"], ok = "yes", false
 	}
-	status := http.StatusOK
-	if !ok {
-		status = http.StatusServiceUnavailable
-	}
-	writeJSON(w, status, map[string]any{"ready": ok, "server": s.cfg.ServerID, "checks": checks})
+	health.Write(w, string(s.cfg.ServerID), checks, ok)
 }
 
 // serveWS authenticates, checks Origin and admission before the upgrade,

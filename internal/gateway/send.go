@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
@@ -92,10 +93,13 @@ func (s *Server) processSends(ctx context.Context, c *conn, batch []*protocol.In
 		plans, gateways, err := s.table.PrepareSends(rctx, reqs)
 		cancel()
 		s.m.redisLatency.Observe(time.Since(start).Seconds())
-		if err != nil {
+		switch {
+		case errors.Is(err, route.ErrNotRestored):
+			failAll(live, protocol.CodeUnavailable, "message store is being restored from the log, retry with the same cid")
+		case err != nil:
 			s.log.Warn("send lookup failed", "err", err)
 			failAll(live, protocol.CodeUnavailable, "message store unavailable, retry with the same cid")
-		} else {
+		default:
 			for i, p := range live {
 				p.plan = plans[i]
 			}

@@ -233,6 +233,9 @@ func (s *Server) Run(ctx context.Context) error {
 		kafkabus.TopicSpec{Name: s.cfg.ChatLogTopic, Partitions: s.cfg.ChatLogPartitions},
 	)
 	if err == nil {
+		err = s.markRestoredIfEmpty(setup)
+	}
+	if err == nil {
 		_, err = s.table.Heartbeat(setup, s.cfg.ServerID)
 	}
 	cancel()
@@ -279,6 +282,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.drain(srv, stopConns)
 	stopBg()
 	wg.Wait()
+	s.admin.Close()
 	if cerr := consumer.Close(); cerr != nil {
 		s.log.Warn("consumer close", "err", cerr)
 	}
@@ -307,6 +311,27 @@ func (s *Server) heartbeatLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// markRestoredIfEmpty sets the restored marker when it is missing and
+// chat-log is empty, so a new cluster can send before any router ran.
+// With a non-empty log only a router rebuild may set it.
+func (s *Server) markRestoredIfEmpty(ctx context.Context) error {
+	ok, err := s.table.Restored(ctx)
+	if err != nil || ok {
+		return err
+	}
+	end, err := s.admin.EndOffsets(ctx, s.cfg.ChatLogTopic)
+	if err != nil {
+		return err
+	}
+	for _, o := range end {
+		if o > 0 {
+			s.log.Warn("Redis lost its routing state; sends answer unavailable until a router restores it from the log")
+			return nil
+		}
+	}
+	return s.table.MarkRestored(ctx)
 }
 
 // reregister writes every local session to Redis again, after the

@@ -51,8 +51,9 @@ func (s TopicSpec) config() kafka.TopicConfig {
 
 // Admin runs administrative requests against the cluster.
 type Admin struct {
-	cfg    Config
-	client *kafka.Client
+	cfg       Config
+	client    *kafka.Client
+	transport *kafka.Transport
 }
 
 // NewAdmin returns an Admin.
@@ -60,15 +61,16 @@ func NewAdmin(cfg Config) (*Admin, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	return &Admin{cfg: cfg, client: &kafka.Client{
-		Addr:    kafka.TCP(cfg.Brokers...),
-		Timeout: 10 * time.Second,
-		Transport: &kafka.Transport{
-			DialTimeout: cfg.DialTimeout,
-			ClientID:    cfg.ClientID,
-		},
+	t := &kafka.Transport{DialTimeout: cfg.DialTimeout, ClientID: cfg.ClientID}
+	return &Admin{cfg: cfg, transport: t, client: &kafka.Client{
+		Addr:      kafka.TCP(cfg.Brokers...),
+		Timeout:   10 * time.Second,
+		Transport: t,
 	}}, nil
 }
+
+// Close closes the admin's connections.
+func (a *Admin) Close() { a.transport.CloseIdleConnections() }
 
 // Ping dials each broker in turn and succeeds when one answers an
 // ApiVersions request. It never uses cached state.
@@ -82,7 +84,11 @@ func (a *Admin) Ping(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("broker %s: %w", addr, err))
 			continue
 		}
-		_ = conn.SetDeadline(time.Now().Add(a.cfg.DialTimeout))
+		deadline := time.Now().Add(a.cfg.DialTimeout)
+		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+		_ = conn.SetDeadline(deadline)
 		_, err = conn.ApiVersions()
 		_ = conn.Close()
 		if err == nil {
@@ -153,9 +159,27 @@ func (a *Admin) FirstOffsets(ctx context.Context, topic string) (map[int]int64, 
 	return a.offsets(ctx, topic, kafka.FirstOffset)
 }
 
-// offsets lists each partition's first or last offset (which is kafka.FirstOffset
-// or kafka.LastOffset).
+// offsets lists each partition's first or last offset (which is
+// kafka.FirstOffset or kafka.LastOffset), retrying the transient errors of a
+// topic created moments ago (no leader yet) until ctx ends.
 func (a *Admin) offsets(ctx context.Context, topic string, which int64) (map[int]int64, error) {
+	for {
+		out, err := a.offsetsOnce(ctx, topic, which)
+		var kerr kafka.Error
+		if err == nil || !errors.As(err, &kerr) || !(kerr.Temporary() || kerr == kafka.UnknownTopicOrPartition) {
+			return out, err
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (%w)", err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Admin) offsetsOnce(ctx context.Context, topic string, which int64) (map[int]int64, error) {
 	meta, err := a.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return nil, fmt.Errorf("metadata %s: %w", topic, err)

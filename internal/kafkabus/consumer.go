@@ -17,7 +17,9 @@ type ConsumerConfig struct {
 	// CommitInterval batches offset commits; they run in the background
 	// and on Close. Default 500ms.
 	CommitInterval time.Duration
-	// SessionTimeout is the group session timeout. Default 10s.
+	// SessionTimeout is the group session timeout: after a broker restart
+	// the consumer rejoins as a new member and the broker may wait this long
+	// for the old one. Default 6s (brokers' default minimum).
 	SessionTimeout time.Duration
 	// MaxWait bounds a fetch's long poll. Default 500ms.
 	MaxWait time.Duration
@@ -44,7 +46,7 @@ func NewConsumer(cfg Config, cc ConsumerConfig) (*Consumer, error) {
 		cc.CommitInterval = 500 * time.Millisecond
 	}
 	if cc.SessionTimeout <= 0 {
-		cc.SessionTimeout = 10 * time.Second
+		cc.SessionTimeout = 6 * time.Second
 	}
 	if cc.MaxWait <= 0 {
 		cc.MaxWait = 500 * time.Millisecond
@@ -62,6 +64,7 @@ func NewConsumer(cfg Config, cc ConsumerConfig) (*Consumer, error) {
 		HeartbeatInterval: cc.SessionTimeout / 5,
 		RebalanceTimeout:  cc.SessionTimeout,
 		StartOffset:       kafka.FirstOffset,
+		JoinGroupBackoff:  500 * time.Millisecond, // kafka-go's 5s would add to every rejoin
 		ReadBackoffMin:    50 * time.Millisecond,
 		ReadBackoffMax:    time.Second,
 	})

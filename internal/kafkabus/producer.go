@@ -69,7 +69,8 @@ type Record struct {
 // (acks=all). It is safe for concurrent use; concurrent calls are batched
 // together per partition.
 type Producer struct {
-	w *kafka.Writer
+	w         *kafka.Writer
+	transport *kafka.Transport
 }
 
 // NewProducer returns a producer. It does not connect until first used.
@@ -87,14 +88,15 @@ func NewProducer(cfg Config) (*Producer, error) {
 		WriteBackoffMin:        50 * time.Millisecond,
 		WriteBackoffMax:        500 * time.Millisecond,
 		AllowAutoTopicCreation: false,
-		Transport: &kafka.Transport{
-			Dial:        (&net.Dialer{Timeout: cfg.DialTimeout}).DialContext,
-			DialTimeout: cfg.DialTimeout,
-			MetadataTTL: cfg.MetadataTTL,
-			ClientID:    cfg.ClientID,
-		},
 	}
-	return &Producer{w: w}, nil
+	t := &kafka.Transport{
+		Dial:        (&net.Dialer{Timeout: cfg.DialTimeout}).DialContext,
+		DialTimeout: cfg.DialTimeout,
+		MetadataTTL: cfg.MetadataTTL,
+		ClientID:    cfg.ClientID,
+	}
+	w.Transport = t
+	return &Producer{w: w, transport: t}, nil
 }
 
 // Produce writes recs in one call and returns once every one is
@@ -125,5 +127,10 @@ func (p *Producer) Produce(ctx context.Context, recs []Record) error {
 	}
 }
 
-// Close flushes pending records and closes the producer.
-func (p *Producer) Close() error { return p.w.Close() }
+// Close flushes pending records and closes the producer and its
+// connections.
+func (p *Producer) Close() error {
+	err := p.w.Close()
+	p.transport.CloseIdleConnections()
+	return err
+}

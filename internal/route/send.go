@@ -2,9 +2,11 @@ package route
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -40,10 +42,17 @@ type SendPlan struct {
 	Targets map[chat.ServerID][]chat.UserID
 }
 
+// ErrNotRestored means Redis lost its data (the restored marker is gone)
+// and the router has not yet raised the seq counters from the log: taking
+// a seq now could repeat one already logged.
+var ErrNotRestored = errors.New("routing state not restored from the log yet")
+
 // dedupeSeq returns the existing record of a (user, cid), or takes the next
 // seq of the conversation and records "id|seq|ts|p" (p: pending until Kafka
-// acknowledged it; a: acknowledged).
+// acknowledged it; a: acknowledged). It refuses while the restored marker
+// (KEYS[3]) is missing.
 var dedupeSeq = redis.NewScript(`
+if redis.call('EXISTS', KEYS[3]) == 0 then return redis.error_reply('NOTRESTORED') end
 local v = redis.call('GET', KEYS[1])
 if v then return v end
 local seq = redis.call('INCR', KEYS[2])
@@ -74,7 +83,7 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest) ([]SendPla
 	sessions := make(map[chat.UserID]*redis.MapStringStringCmd)
 	for i, r := range reqs {
 		dedupe[i] = dedupeSeq.EvalSha(ctx, pipe,
-			[]string{t.dedupeKey(r.From, r.CID), t.SeqKey(r.Conv)},
+			[]string{t.dedupeKey(r.From, r.CID), t.SeqKey(r.Conv), t.restoredKey()},
 			r.ID, strconv.FormatInt(r.TS, 10), ttl)
 		for _, u := range r.Recipients {
 			if sessions[u] == nil {
@@ -83,7 +92,7 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest) ([]SendPla
 		}
 	}
 	liveCmd := t.liveCmd(ctx, pipe)
-	if _, err := pipe.Exec(ctx); err != nil {
+	if _, err := pipe.Exec(ctx); err != nil && !strings.Contains(err.Error(), "NOTRESTORED") {
 		return nil, nil, fmt.Errorf("prepare sends: %w", err)
 	}
 	live := toServerIDs(liveCmd.Val())
@@ -92,6 +101,9 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest) ([]SendPla
 	for i, r := range reqs {
 		rec, err := dedupe[i].Text()
 		if err != nil {
+			if strings.Contains(err.Error(), "NOTRESTORED") {
+				return nil, nil, ErrNotRestored
+			}
 			return nil, nil, fmt.Errorf("prepare sends: %w", err)
 		}
 		p, err := parseDedupe(rec)
@@ -142,6 +154,25 @@ func (t *Table) MarkAcked(ctx context.Context, sends []Acked) error {
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return fmt.Errorf("mark acked: %w", err)
+	}
+	return nil
+}
+
+// RestoreDedupe records m's (sender, cid) as acknowledged, as the send path
+// did when m was sent, unless a record exists or m is older than the
+// dedupe TTL. A rebuild calls it, so that retries stay idempotent across a
+// Redis data loss.
+func (t *Table) RestoreDedupe(ctx context.Context, m *chat.Message) error {
+	if m.CID == "" {
+		return nil
+	}
+	left := t.cfg.DedupeTTL - t.now().Sub(time.UnixMilli(m.TS))
+	if left <= 0 {
+		return nil
+	}
+	rec := m.ID + "|" + strconv.FormatInt(m.Seq, 10) + "|" + strconv.FormatInt(m.TS, 10) + "|a"
+	if err := t.rdb.SetNX(ctx, t.dedupeKey(m.From, m.CID), rec, left).Err(); err != nil {
+		return fmt.Errorf("restore dedupe %s: %w", m.ID, err)
 	}
 	return nil
 }

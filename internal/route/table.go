@@ -272,3 +272,25 @@ func (t *Table) ForgetDead(ctx context.Context, s chat.ServerID) error {
 	}
 	return nil
 }
+
+func (t *Table) restoredKey() string { return t.cfg.Prefix + "restored" }
+
+// Restored reports whether the restored marker is present: Redis holds
+// seq counters at least as high as the log's.
+func (t *Table) Restored(ctx context.Context) (bool, error) {
+	n, err := t.rdb.Exists(ctx, t.restoredKey()).Result()
+	if err != nil {
+		return false, fmt.Errorf("restored marker: %w", err)
+	}
+	return n == 1, nil
+}
+
+// MarkRestored sets the restored marker. Call it only when the seq counters
+// are known to be at least the log's: after a rebuild, or when the log is
+// empty.
+func (t *Table) MarkRestored(ctx context.Context) error {
+	if err := t.rdb.Set(ctx, t.restoredKey(), t.now().UnixMilli(), 0).Err(); err != nil {
+		return fmt.Errorf("mark restored: %w", err)
+	}
+	return nil
+}

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
@@ -19,9 +20,15 @@ type RebuildStats struct {
 // earliest retained offsets up to its end at the start of the rebuild,
 // outside the router's consumer group. Running routers may apply records
 // at the same time; every apply is idempotent, so the result is the same.
-// The seq counters are only raised, never deleted.
+// The seq counters are only raised, never deleted; the dedupe records of
+// the last 24 h are restored; then the restored marker is set.
 func (r *Router) Rebuild(ctx context.Context) (RebuildStats, error) {
 	var st RebuildStats
+	release, err := r.store.LockRebuild(ctx, 10*time.Minute)
+	if err != nil {
+		return st, fmt.Errorf("rebuild: %w", err)
+	}
+	defer release()
 	end, err := r.admin.EndOffsets(ctx, r.cfg.ChatLogTopic)
 	if err != nil {
 		return st, fmt.Errorf("rebuild: %w", err)
@@ -46,6 +53,11 @@ func (r *Router) Rebuild(ctx context.Context) (RebuildStats, error) {
 			if _, err := r.applyRecord(ctx, lr, store.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}); err != nil {
 				return err
 			}
+			if lr != nil && lr.Type == chat.TypeMessage {
+				if err := r.table.RestoreDedupe(ctx, lr.Message); err != nil {
+					return err
+				}
+			}
 			st.Records++
 			return nil
 		})
@@ -53,6 +65,24 @@ func (r *Router) Rebuild(ctx context.Context) (RebuildStats, error) {
 			return st, fmt.Errorf("rebuild: %w", err)
 		}
 	}
+	if err := r.table.MarkRestored(ctx); err != nil {
+		return st, fmt.Errorf("rebuild: %w", err)
+	}
 	r.log.Info("rebuild done", "keys_deleted", st.KeysDeleted, "records", st.Records)
 	return st, nil
+}
+
+// restoreIfLost rebuilds the views when the restored marker is missing:
+// Redis lost its data, and until the seq counters are raised from the log
+// the gateways refuse sends. An empty log needs no rebuild.
+func (r *Router) restoreIfLost(ctx context.Context) {
+	ok, err := r.table.Restored(ctx)
+	if err != nil || ok {
+		return
+	}
+	// Another replica may have restored it while this one waited.
+	r.log.Warn("Redis lost its state; rebuilding it from the log")
+	if _, err := r.Rebuild(ctx); err != nil {
+		r.log.Warn("automatic rebuild failed; retrying on the next sweep", "err", err)
+	}
 }

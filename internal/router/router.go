@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/health"
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
 	"github.com/switchboard-chat/switchboard/internal/relay"
 	"github.com/switchboard-chat/switchboard/internal/route"
@@ -170,6 +171,7 @@ func (r *Router) Run(ctx context.Context) error {
 		return err
 	}
 	r.consumer.Store(consumer)
+	r.restoreIfLost(ctx)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", r.serveReady)
@@ -193,21 +195,13 @@ func (r *Router) Run(ctx context.Context) error {
 	if err := r.producer.Close(); err != nil {
 		r.log.Warn("producer close", "err", err)
 	}
+	r.admin.Close()
 	return consumer.Close()
 }
 
 func (r *Router) serveReady(w http.ResponseWriter, req *http.Request) {
-	ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
-	defer cancel()
-	if err := r.admin.Ping(ctx); err != nil {
-		http.Error(w, "kafka: "+err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	if err := r.table.Ping(ctx); err != nil {
-		http.Error(w, "redis: "+err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	w.Write([]byte("ready\n"))
+	checks, ok := health.Run(req.Context(), map[string]health.Check{"kafka": r.admin.Ping, "redis": r.table.Ping})
+	health.Write(w, "router", checks, ok)
 }
 
 // apply materializes one chat-log record, retrying Redis failures until
@@ -279,6 +273,7 @@ func (r *Router) janitorLoop(ctx context.Context) {
 // sweep purges the sessions of gateways whose lease lapsed, tells their
 // users' peers who went offline, and handles the dead gateways' topics.
 func (r *Router) sweep(ctx context.Context) {
+	r.restoreIfLost(ctx)
 	dead, err := r.table.DeadGateways(ctx, r.cfg.DeadAfter)
 	if err != nil {
 		r.log.Warn("janitor: list gateways", "err", err)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -274,4 +275,33 @@ func (s *Store) Peers(ctx context.Context, u chat.UserID) ([]chat.UserID, error)
 		}
 	}
 	return out, nil
+}
+
+// releaseLock deletes a lock only if it is still ours.
+var releaseLock = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// LockRebuild waits until no other rebuild runs (a lock in Redis, held at
+// most ttl) and takes the lock; release gives it back.
+func (s *Store) LockRebuild(ctx context.Context, ttl time.Duration) (release func(), err error) {
+	key := s.cfg.Prefix + "rebuilding"
+	owner := strconv.FormatInt(time.Now().UnixNano(), 36)
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ok, err := s.rdb.SetNX(ctx, key, owner, ttl).Result()
+		if err != nil {
+			return nil, fmt.Errorf("rebuild lock: %w", err)
+		}
+		if ok {
+			return func() { releaseLock.Run(context.WithoutCancel(ctx), s.rdb, []string{key}, owner) }, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("rebuild lock: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
 }
