@@ -127,6 +127,7 @@ func (c *conn) readLoop(ctx context.Context) {
 			continue
 		}
 		c.s.m.framesIn.WithLabelValues(in.Type).Inc()
+		in.Received = time.Now()
 		if !c.handle(ctx, in) {
 			return
 		}

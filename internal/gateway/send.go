@@ -65,8 +65,16 @@ type pendingSend struct {
 
 // processSends runs the send path for one connection's batch: validate,
 // one Redis round trip, one Kafka produce, then sent or error for each.
+// The batch's deadline is ProduceTimeout after its oldest send was read,
+// so a send that waited behind a slow batch is not given a second timeout.
 func (s *Server) processSends(ctx context.Context, c *conn, batch []*protocol.Inbound) {
 	now := time.Now()
+	deadline := now.Add(s.cfg.ProduceTimeout)
+	for _, in := range batch {
+		if !in.Received.IsZero() && in.Received.Add(s.cfg.ProduceTimeout).Before(deadline) {
+			deadline = in.Received.Add(s.cfg.ProduceTimeout)
+		}
+	}
 	sends := make([]*pendingSend, len(batch))
 	byCID := make(map[string]*pendingSend, len(batch))
 	var reqs []route.SendRequest
@@ -87,8 +95,10 @@ func (s *Server) processSends(ctx context.Context, c *conn, batch []*protocol.In
 		live = append(live, p)
 	}
 
-	if len(reqs) > 0 {
-		rctx, cancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
+	if len(reqs) > 0 && !now.Before(deadline) {
+		failAll(live, protocol.CodeUnavailable, "the message log did not answer in time, retry with the same cid")
+	} else if len(reqs) > 0 {
+		rctx, cancel := context.WithDeadline(ctx, minTime(deadline, now.Add(s.cfg.RedisTimeout)))
 		start := time.Now()
 		plans, gateways, err := s.table.PrepareSends(rctx, reqs)
 		cancel()
@@ -103,7 +113,7 @@ func (s *Server) processSends(ctx context.Context, c *conn, batch []*protocol.In
 			for i, p := range live {
 				p.plan = plans[i]
 			}
-			s.produceSends(ctx, c, live, gateways)
+			s.produceSends(ctx, c, live, gateways, deadline)
 		}
 	}
 
@@ -173,7 +183,7 @@ func recipients(from, to chat.UserID) []chat.UserID {
 
 // produceSends writes the chat-log record and the delivery copies of every
 // send not yet known to be in Kafka, in one acknowledged produce.
-func (s *Server) produceSends(ctx context.Context, c *conn, sends []*pendingSend, gateways []chat.ServerID) {
+func (s *Server) produceSends(ctx context.Context, c *conn, sends []*pendingSend, gateways []chat.ServerID, deadline time.Time) {
 	var recs []kafkabus.Record
 	for _, p := range sends {
 		if p.plan.Acked {
@@ -204,7 +214,7 @@ func (s *Server) produceSends(ctx context.Context, c *conn, sends []*pendingSend
 	if len(recs) == 0 {
 		return
 	}
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProduceTimeout)
+	pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	start := time.Now()
 	err := s.producer.Produce(pctx, recs)
@@ -221,4 +231,11 @@ func failAll(sends []*pendingSend, code protocol.Code, msg string) {
 			p.err = &protocol.Error{Code: code, Message: msg, RetryAfterMS: 1000}
 		}
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

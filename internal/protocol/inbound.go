@@ -5,6 +5,7 @@ package protocol
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
@@ -42,6 +43,9 @@ type Inbound struct {
 	Since  map[chat.ConvID]int64
 	Only   bool            // sync: only the conversations named in Since
 	T      json.RawMessage // ping: echoed as is
+	// Received is when the server read the frame (set by the server, not
+	// decoded); request deadlines count from it.
+	Received time.Time
 }
 
 type rawInbound struct {
