@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -56,6 +57,13 @@ type conn struct {
 
 	typing map[chat.ConvID]*typingState // owned by the request loop
 
+	// blocked is set while the reader waits for room in the inbox: the
+	// client is alive (it sent those frames) but its pongs are not read.
+	blocked atomic.Bool
+
+	writeCtx   context.Context // canceled to abort a write in progress
+	abortWrite context.CancelFunc
+
 	closeOnce sync.Once
 	closing   chan struct{}
 	reason    closeReason
@@ -78,14 +86,19 @@ func (c *conn) enqueue(frame []byte, kind frameKind) {
 }
 
 // close asks the connection to end with reason; the first reason wins.
+// A slow consumer's pending write is aborted.
 func (c *conn) close(r closeReason) {
 	c.closeOnce.Do(func() {
 		c.reason = r
 		close(c.closing)
+		if r == reasonSlowConsumer && c.abortWrite != nil {
+			c.abortWrite()
+		}
 	})
 }
 
 func (c *conn) run(ctx context.Context) {
+	defer c.abortWrite()
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); c.writeLoop(ctx) }()
@@ -144,17 +157,29 @@ func (c *conn) handle(ctx context.Context, in *protocol.Inbound) bool {
 		// Kafka acknowledges stops being read.
 		select {
 		case c.inbox <- in:
-		case <-c.closing:
-			return false
+		default:
+			c.blocked.Store(true)
+			defer c.blocked.Store(false)
+			select {
+			case c.inbox <- in:
+			case <-c.closing:
+				return false
+			}
 		}
 	}
 	return true
 }
 
 // writeLoop is the only writer of the socket.
+//
+// A slow consumer's close aborts a write in progress (its socket buffers
+// are full, so no close frame could get through either): the connection
+// is dropped at once rather than after WriteTimeout. Code 4000 reaches a
+// client only when its socket still had room.
 func (c *conn) writeLoop(ctx context.Context) {
+	abortable := c.writeCtx
 	write := func(f []byte) bool {
-		wctx, cancel := context.WithTimeout(ctx, c.s.cfg.WriteTimeout)
+		wctx, cancel := context.WithTimeout(abortable, c.s.cfg.WriteTimeout)
 		defer cancel()
 		if err := c.ws.Write(wctx, websocket.MessageText, f); err != nil {
 			c.close(reasonWriteFailed)
@@ -174,7 +199,7 @@ func (c *conn) writeLoop(ctx context.Context) {
 			if c.reason.linger {
 				c.flush(write)
 			}
-			if c.reason == reasonWriteFailed || c.reason == reasonReadFailed {
+			if c.reason == reasonWriteFailed || c.reason == reasonReadFailed || abortable.Err() != nil {
 				c.ws.CloseNow()
 			} else {
 				_ = c.ws.Close(c.reason.code, c.reason.text)
@@ -208,6 +233,9 @@ func (c *conn) pingLoop(ctx context.Context) {
 		case <-c.closing:
 			return
 		case <-t.C:
+			if c.blocked.Load() {
+				continue // its pong waits behind its own sends; it is alive
+			}
 			pctx, cancel := context.WithTimeout(ctx, c.s.cfg.PingTimeout)
 			err := c.ws.Ping(pctx)
 			cancel()

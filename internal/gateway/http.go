@@ -98,6 +98,7 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 		closing: make(chan struct{}),
 		typing:  make(map[chat.ConvID]*typingState),
 	}
+	c.writeCtx, c.abortWrite = context.WithCancel(connCtx)
 	c.log = s.log.With("user", user, "session", c.session)
 	s.serveConn(connCtx, c)
 }
