@@ -144,6 +144,9 @@
         typing: new Map(), // user -> timer that clears the indicator
       });
       invalidate('convs');
+      // A direct conversation new to this client: ask for its history, the peer's marks and
+      // whether the peer is online (the answer's synced is not needed).
+      if (kindOf(id) === 'direct' && state.conn.ready) send({ type: 'sync', since: { [id]: 0 }, only: true });
     }
     return state.convs.get(id);
   }

@@ -91,7 +91,7 @@ func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound)
 			after = msgs[len(msgs)-1].Seq
 		}
 	}
-	if !s.syncMarks(ctx, c, convs, !in.Only) {
+	if !s.syncMarks(ctx, c, convs) {
 		return
 	}
 	c.enqueue(protocol.EncodeSynced(protocol.Synced{Convs: latest}), essential)
@@ -206,8 +206,8 @@ func (c *conn) waitRoom(n int) bool {
 }
 
 // syncMarks sends the other members' receipts in the direct conversations
-// among convs and, when withPresence, the presence of those members.
-func (s *Server) syncMarks(ctx context.Context, c *conn, convs []chat.ConvID, withPresence bool) bool {
+// among convs, and the presence of those members.
+func (s *Server) syncMarks(ctx context.Context, c *conn, convs []chat.ConvID) bool {
 	var peers []chat.UserID
 	for _, conv := range convs {
 		peer, ok := conv.Peer(c.user)
@@ -227,7 +227,7 @@ func (s *Server) syncMarks(ctx context.Context, c *conn, convs []chat.ConvID, wi
 			c.enqueue(protocol.EncodeReceipt(&marks[i]), essential)
 		}
 	}
-	if !withPresence || len(peers) == 0 {
+	if len(peers) == 0 {
 		return true
 	}
 	where, err := s.table.Locate(ctx, peers)

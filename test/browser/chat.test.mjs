@@ -336,6 +336,21 @@ describe('web client against two gateways', { timeout: 5 * TEST_MS }, () => {
     }
   });
 
+  test('bob having read the DM, alice sees "read" and both see each other online', { timeout: TEST_MS }, async () => {
+    assert.ok(dmCid, 'the DM test sent a message');
+    await alice.openConv(DM);
+    await bob.openConv(DM);
+    const receipt = await alice.waitFor('a "read" receipt under the DM to bob', (c) => {
+      const r = document.querySelector(`#messages > li[data-cid="${CSS.escape(c)}"] [data-testid="receipt"]`);
+      return r?.textContent === 'read' ? r.textContent : null;
+    }, dmCid);
+    assert.equal(receipt, 'read');
+    for (const c of [alice, bob]) {
+      await c.waitFor('the peer shown online', () =>
+        document.querySelector('#conv-presence .presence')?.dataset.online === 'true');
+    }
+  });
+
   test('a body over 4096 bytes cannot be sent', { timeout: TEST_MS }, async () => {
     await alice.openConv('public');
     await bob.openConv('public');
@@ -362,7 +377,8 @@ describe('web client against two gateways', { timeout: 5 * TEST_MS }, () => {
     assert.equal(await alice.page.$eval('#body', (el) => el.value), tooLong, 'the draft is kept');
 
     // Exactly 4096 bytes is allowed: the button enables and the server accepts it.
-    const max = 'é'.repeat(MAX_BODY_BYTES / 2 - 4) + 'ok!!' + 'é'.repeat(2);
+    // Unique per run: the public room keeps earlier runs' messages.
+    const max = 'é'.repeat(MAX_BODY_BYTES / 2 - 4) + randomBytes(2).toString('hex') + 'é'.repeat(2);
     assert.equal(Buffer.byteLength(max), MAX_BODY_BYTES);
     await alice.setBody(max);
     await alice.waitFor('the send button to enable at 4096 bytes', () =>
