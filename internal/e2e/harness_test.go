@@ -57,6 +57,8 @@ type cluster struct {
 	admin   *kafkabus.Admin
 	log     *slog.Logger
 	topics  []string
+	// historyWindow is the routers' window (0: the default).
+	historyWindow int
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -237,7 +239,7 @@ func (c *cluster) startRouter(tweak ...func(*router.Config)) *router.Router {
 	}
 	r, err := router.New(cfg, router.Deps{
 		Logger: c.log.With("component", "router"), Redis: c.rdb, Route: c.routeConfig(),
-		Store: store.Config{Prefix: c.prefix}, Kafka: c.kafka(),
+		Store: store.Config{Prefix: c.prefix, HistoryWindow: c.historyWindow}, Kafka: c.kafka(),
 	})
 	if err != nil {
 		c.t.Fatal(err)

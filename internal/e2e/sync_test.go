@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/switchboard-chat/switchboard/internal/wsclient"
@@ -168,5 +169,36 @@ func TestANewDeviceGetsTheRecentWindowOfEachConversation(t *testing.T) {
 	r = doSync(t, bob, map[string]any{"since": map[string]any{lastCarol.Conv: 0}, "only": true})
 	if len(r.messages) != 0 || len(r.synced.Convs) != 0 {
 		t.Fatalf("bob synced alice and carol's conversation: %s", r.synced.Raw)
+	}
+}
+
+func TestASyncReachingBeyondTheHistoryWindowSaysWhatItCouldNotReturn(t *testing.T) {
+	c := newCluster(t)
+	c.historyWindow = 10
+	g := c.startGateway("gw-1")
+	c.startRouter()
+	alice := c.dial(g, "alice")
+	ctx := context.Background()
+	var sent []wsclient.Frame
+	for i := 0; i < 25; i++ {
+		cid := fmt.Sprintf("w%d", i)
+		if err := alice.SendTo(ctx, cid, "bob", "x"); err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, expect(t, alice, "sent", isSent(cid)))
+	}
+	bob := c.dial(g, "bob")
+	conv := sent[0].Conv
+	r := doSync(t, bob, map[string]any{"since": map[string]any{conv: sent[1].Seq}, "only": true})
+	if len(r.messages) != 10 || r.messages[0].Seq != sent[15].Seq || r.messages[9].Seq != sent[24].Seq {
+		t.Fatalf("got %d messages from seq %d", len(r.messages), r.messages[0].Seq)
+	}
+	if !strings.Contains(string(r.synced.Raw), fmt.Sprintf(`"truncated":{"%s":%d}`, conv, sent[14].Seq)) {
+		t.Fatalf("synced %s does not say that up to seq %d was not returned", r.synced.Raw, sent[14].Seq)
+	}
+	// From inside the window there is nothing to report.
+	r = doSync(t, bob, map[string]any{"since": map[string]any{conv: sent[20].Seq}, "only": true})
+	if len(r.messages) != 4 || strings.Contains(string(r.synced.Raw), "truncated") {
+		t.Fatalf("%d messages, synced %s", len(r.messages), r.synced.Raw)
 	}
 }

@@ -69,6 +69,10 @@ type Config struct {
 	// SyncWait bounds how long a sync waits for the router to apply the
 	// log up to the moment the sync began. Default 5s.
 	SyncWait time.Duration
+	// SyncSeqWait bounds how long a sync then waits for the views to hold
+	// the last seq handed out in each conversation (a send still in
+	// flight). Default 1s.
+	SyncSeqWait time.Duration
 	// DrainWindow spreads clients' reconnects on shutdown. Default 5s.
 	DrainWindow time.Duration
 	// ShutdownTimeout bounds the whole drain. Default 20s.
@@ -118,6 +122,7 @@ func (c *Config) setDefaults() error {
 	def(&c.RedisTimeout, 2*time.Second)
 	def(&c.DrainWindow, 5*time.Second)
 	def(&c.SyncWait, 5*time.Second)
+	def(&c.SyncSeqWait, time.Second)
 	def(&c.ShutdownTimeout, 20*time.Second)
 	return nil
 }
@@ -280,12 +285,16 @@ func (s *Server) Run(ctx context.Context) error {
 		err = fmt.Errorf("serve: %w", err)
 	}
 	s.drain(srv, stopConns)
+	// The consumer, forwarder and heartbeat stop before the producer closes
+	// and the registration is removed: nothing produces into a closed
+	// producer, and nothing registers the gateway again.
 	stopBg()
 	wg.Wait()
-	s.admin.Close()
 	if cerr := consumer.Close(); cerr != nil {
 		s.log.Warn("consumer close", "err", cerr)
 	}
+	s.finish()
+	s.admin.Close()
 	return err
 }
 
@@ -313,25 +322,16 @@ func (s *Server) heartbeatLoop(ctx context.Context) {
 	}
 }
 
-// markRestoredIfEmpty sets the restored marker when it is missing and
-// chat-log is empty, so a new cluster can send before any router ran.
-// With a non-empty log only a router rebuild may set it.
+// markRestoredIfEmpty lets a new cluster send before any router ran; with a
+// non-empty log only a router rebuild sets the restored marker.
 func (s *Server) markRestoredIfEmpty(ctx context.Context) error {
-	ok, err := s.table.Restored(ctx)
-	if err != nil || ok {
-		return err
+	ok, err := s.table.MarkRestoredIfLogEmpty(ctx, func(ctx context.Context) (map[int]int64, error) {
+		return s.admin.EndOffsets(ctx, s.cfg.ChatLogTopic)
+	})
+	if err == nil && !ok {
+		s.log.Warn("Redis lost its routing state; sends answer unavailable until a router restores it from the log")
 	}
-	end, err := s.admin.EndOffsets(ctx, s.cfg.ChatLogTopic)
-	if err != nil {
-		return err
-	}
-	for _, o := range end {
-		if o > 0 {
-			s.log.Warn("Redis lost its routing state; sends answer unavailable until a router restores it from the log")
-			return nil
-		}
-	}
-	return s.table.MarkRestored(ctx)
+	return err
 }
 
 // reregister writes every local session to Redis again, after the
@@ -352,10 +352,9 @@ func (s *Server) reregister(ctx context.Context) bool {
 	return true
 }
 
-// drain stops the gateway gracefully: readiness goes false, new
-// connections are refused, every client is told to reconnect (spread over
-// the drain window) and closed with 1001, the producer is flushed, and the
-// gateway's sessions and registration are removed.
+// drain starts a graceful stop: readiness goes false, new connections are
+// refused, and every client is told to reconnect (spread over the drain
+// window) and closed with 1001. Run then stops its loops and calls finish.
 func (s *Server) drain(srv *http.Server, stopConns context.CancelFunc) {
 	s.draining.Store(true)
 	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
@@ -378,9 +377,16 @@ func (s *Server) drain(srv *http.Server, stopConns context.CancelFunc) {
 		stopConns()
 		<-done
 	}
+}
+
+// finish flushes the producer and removes the gateway's sessions and
+// registration; the last step of a drain.
+func (s *Server) finish() {
 	if err := s.producer.Close(); err != nil {
 		s.log.Warn("producer close", "err", err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	if _, err := s.table.PurgeGateway(ctx, s.cfg.ServerID); err != nil {
 		s.log.Warn("remove sessions", "err", err)
 	}

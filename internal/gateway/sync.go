@@ -39,7 +39,9 @@ func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound)
 	if convs == nil {
 		return
 	}
+	s.waitSeqs(ctx, c, convs)
 	latest := make(map[chat.ConvID]int64, len(convs))
+	var truncated map[chat.ConvID]int64
 	batch := 0
 	send := func(msgs []*chat.Message) bool {
 		batch++
@@ -76,6 +78,17 @@ func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound)
 			continue
 		}
 		// Everything after since that the views hold, page by page.
+		trimmed, err := s.store.Trimmed(ctx, conv)
+		if err != nil {
+			s.syncFailed(c, err)
+			return
+		}
+		if trimmed > since {
+			if truncated == nil {
+				truncated = make(map[chat.ConvID]int64)
+			}
+			truncated[conv] = trimmed
+		}
 		for after := since; after < top; {
 			msgs, err := s.store.History(ctx, conv, after, syncBatch)
 			if err != nil {
@@ -94,7 +107,7 @@ func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound)
 	if !s.syncMarks(ctx, c, convs) {
 		return
 	}
-	c.enqueue(protocol.EncodeSynced(protocol.Synced{Convs: latest}), essential)
+	c.enqueue(protocol.EncodeSynced(protocol.Synced{Convs: latest, Truncated: truncated}), essential)
 	s.m.syncs.WithLabelValues("ok").Inc()
 }
 
@@ -172,6 +185,37 @@ func (s *Server) waitApplied(ctx context.Context, c *conn) bool {
 		case <-c.closing:
 			return false
 		case <-t.C:
+		}
+	}
+}
+
+// waitSeqs waits (at most SyncSeqWait) until the views hold the highest seq
+// each conversation has handed out. A send that looked its recipients up
+// before this session was registered may still be on its way to the log;
+// waiting for its seq makes this sync return it. A seq whose send failed
+// never arrives, hence the short bound.
+func (s *Server) waitSeqs(ctx context.Context, c *conn, convs []chat.ConvID) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncSeqWait)
+	defer cancel()
+	want, err := s.table.Seqs(ctx, convs)
+	if err != nil {
+		return
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for conv, seq := range want {
+		for {
+			top, err := s.store.Latest(ctx, conv)
+			if err != nil || top >= seq {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-c.closing:
+				return
+			case <-t.C:
+			}
 		}
 	}
 }

@@ -33,6 +33,9 @@ type Reconnect struct {
 // Synced ends a sync.
 type Synced struct {
 	Convs map[chat.ConvID]int64 `json:"convs"`
+	// Truncated names the conversations whose missed messages reach back
+	// beyond the sync window: those up to the given seq were not sent.
+	Truncated map[chat.ConvID]int64 `json:"truncated,omitempty"`
 }
 
 // EncodeHello encodes a hello frame.

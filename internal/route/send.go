@@ -176,3 +176,25 @@ func (t *Table) RestoreDedupe(ctx context.Context, m *chat.Message) error {
 	}
 	return nil
 }
+
+// Seqs returns the seq counters of convs (0 for none yet), in one round
+// trip: the highest seq each conversation has handed out.
+func (t *Table) Seqs(ctx context.Context, convs []chat.ConvID) (map[chat.ConvID]int64, error) {
+	pipe := t.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(convs))
+	for i, c := range convs {
+		cmds[i] = pipe.Get(ctx, t.SeqKey(c))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("seqs: %w", err)
+	}
+	out := make(map[chat.ConvID]int64, len(convs))
+	for i, c := range convs {
+		n, err := cmds[i].Int64()
+		if err != nil && err != redis.Nil {
+			return nil, fmt.Errorf("seqs %s: %w", c, err)
+		}
+		out[c] = n
+	}
+	return out, nil
+}

@@ -294,3 +294,23 @@ func (t *Table) MarkRestored(ctx context.Context) error {
 	}
 	return nil
 }
+
+// MarkRestoredIfLogEmpty sets the restored marker when it is missing and
+// the log (whose end offsets end returns) is empty: a new cluster has no
+// counters to restore. It reports whether the marker is set afterwards.
+func (t *Table) MarkRestoredIfLogEmpty(ctx context.Context, end func(context.Context) (map[int]int64, error)) (bool, error) {
+	ok, err := t.Restored(ctx)
+	if err != nil || ok {
+		return ok, err
+	}
+	offsets, err := end(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, o := range offsets {
+		if o > 0 {
+			return false, nil
+		}
+	}
+	return true, t.MarkRestored(ctx)
+}

@@ -76,11 +76,12 @@ func (r *Router) Rebuild(ctx context.Context) (RebuildStats, error) {
 // Redis lost its data, and until the seq counters are raised from the log
 // the gateways refuse sends. An empty log needs no rebuild.
 func (r *Router) restoreIfLost(ctx context.Context) {
-	ok, err := r.table.Restored(ctx)
+	ok, err := r.table.MarkRestoredIfLogEmpty(ctx, func(ctx context.Context) (map[int]int64, error) {
+		return r.admin.EndOffsets(ctx, r.cfg.ChatLogTopic)
+	})
 	if err != nil || ok {
 		return
 	}
-	// Another replica may have restored it while this one waited.
 	r.log.Warn("Redis lost its state; rebuilding it from the log")
 	if _, err := r.Rebuild(ctx); err != nil {
 		r.log.Warn("automatic rebuild failed; retrying on the next sweep", "err", err)

@@ -276,7 +276,9 @@ func (r *Router) sweep(ctx context.Context) {
 	r.restoreIfLost(ctx)
 	dead, err := r.table.DeadGateways(ctx, r.cfg.DeadAfter)
 	if err != nil {
-		r.log.Warn("janitor: list gateways", "err", err)
+		if ctx.Err() == nil {
+			r.log.Warn("janitor: list gateways", "err", err)
+		}
 		return
 	}
 	for _, gw := range dead {
@@ -306,7 +308,9 @@ func (r *Router) sweep(ctx context.Context) {
 func (r *Router) sweepOrphans(ctx context.Context) {
 	deadSince, err := r.table.Dead(ctx)
 	if err != nil {
-		r.log.Warn("janitor: list dead gateways", "err", err)
+		if ctx.Err() == nil {
+			r.log.Warn("janitor: list dead gateways", "err", err)
+		}
 		return
 	}
 	live, err := r.table.LiveGateways(ctx)

@@ -58,9 +58,10 @@ type Position struct {
 }
 
 // applyMessage adds a message to its conversation's history once (keyed by
-// id), trims the window, raises the seq counter, bumps the members'
-// conversation lists and raises the applied offset (KEYS[4], a hash of
-// partition → next offset; ARGV[7], ARGV[8]).
+// id), trims the window (recording the highest seq trimmed in KEYS[5]),
+// raises the seq counter, bumps the members' conversation lists and raises
+// the applied offset (KEYS[4], a hash of partition → next offset; ARGV[7],
+// ARGV[8]).
 var applyMessage = redis.NewScript(`
 if ARGV[7] ~= '' then
   local cur = tonumber(redis.call('HGET', KEYS[4], ARGV[7]) or '-1')
@@ -73,13 +74,16 @@ if added == 1 then
   local cap = tonumber(ARGV[4])
   if n > cap then
     local old = redis.call('ZRANGE', KEYS[1], 0, n - cap - 1)
+    local top = redis.call('ZRANGE', KEYS[1], n - cap - 1, n - cap - 1, 'WITHSCORES')
     redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - cap - 1)
     redis.call('HDEL', KEYS[2], unpack(old))
+    local trimmed = tonumber(redis.call('GET', KEYS[5]) or '0')
+    if tonumber(top[2]) > trimmed then redis.call('SET', KEYS[5], top[2]) end
   end
 end
 local cur = tonumber(redis.call('GET', KEYS[3]) or '0')
 if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[3], ARGV[1]) end
-for i = 5, #KEYS do redis.call('ZADD', KEYS[i], 'GT', ARGV[5], ARGV[6]) end
+for i = 6, #KEYS do redis.call('ZADD', KEYS[i], 'GT', ARGV[5], ARGV[6]) end
 return added
 `)
 
@@ -91,7 +95,7 @@ func (s *Store) ApplyMessage(ctx context.Context, m *chat.Message, pos Position)
 		return false, fmt.Errorf("apply %s: %w", m.ID, err)
 	}
 	conv := string(m.Conv)
-	keys := []string{s.key("hist", conv), s.key("msg", conv), s.key("seq", conv), s.key("applied", pos.Topic)}
+	keys := []string{s.key("hist", conv), s.key("msg", conv), s.key("seq", conv), s.key("applied", pos.Topic), s.key("trim", conv)}
 	if a, b, ok := m.Conv.Members(); ok {
 		keys = append(keys, s.key("convs", string(a)))
 		if b != a {
@@ -229,7 +233,7 @@ func (s *Store) MarkApplied(ctx context.Context, pos Position) error {
 // viewKinds are the key kinds FlushViews deletes: everything materialized
 // from the log except the seq counters, which the send path needs and a
 // replay only raises.
-var viewKinds = []string{"hist", "msg", "convs", "rcpt", "applied"}
+var viewKinds = []string{"hist", "msg", "convs", "rcpt", "applied", "trim"}
 
 // FlushViews deletes every materialized view (not the seq counters), for a
 // rebuild from the log. It scans, so it is for maintenance only. It returns
@@ -304,4 +308,14 @@ func (s *Store) LockRebuild(ctx context.Context, ttl time.Duration) (release fun
 		case <-t.C:
 		}
 	}
+}
+
+// Trimmed returns the highest seq of conv that fell out of the window (0
+// when nothing did): messages up to it are only in the log.
+func (s *Store) Trimmed(ctx context.Context, conv chat.ConvID) (int64, error) {
+	n, err := s.rdb.Get(ctx, s.key("trim", string(conv))).Int64()
+	if err != nil && err != redis.Nil {
+		return 0, fmt.Errorf("trimmed %s: %w", conv, err)
+	}
+	return n, nil
 }
