@@ -9,13 +9,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/switchboard-chat/switchboard/internal/auth"
 	"github.com/switchboard-chat/switchboard/internal/config"
@@ -24,14 +17,7 @@ import (
 	"github.com/switchboard-chat/switchboard/static"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "gateway: "+config.OneLine(err))
-		os.Exit(1)
-	}
-}
+func main() { config.Main("gateway", run) }
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
@@ -44,21 +30,15 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := cfg.Logger(os.Stderr)
-	config.RouteRedisLogs(log)
-	if cfg.AuthMode == "open" {
-		log.Warn("AUTH MODE IS OPEN: anyone can connect as any user with ?user=; for local demos and load tests only")
-	}
-	rdb, err := cfg.ConnectRedis(ctx)
+	deps, err := cfg.Open(ctx)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	if err := cfg.CheckKafka(ctx); err != nil {
-		return err
+	defer deps.Redis.Close()
+	log := deps.Log
+	if cfg.AuthMode == "open" {
+		log.Warn("AUTH MODE IS OPEN: anyone can connect as any user with ?user=; for local demos and load tests only")
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := gateway.New(gateway.Config{
 		ServerID:          cfg.ServerID,
 		Addr:              cfg.HTTPAddr,
@@ -79,8 +59,8 @@ func run(ctx context.Context, args []string) error {
 		Static:            static.Files,
 	}, gateway.Deps{
 		Logger:   log,
-		Registry: reg,
-		Redis:    rdb,
+		Registry: deps.Registry,
+		Redis:    deps.Redis,
 		Route:    route.Config{Prefix: cfg.RedisPrefix, Lease: cfg.Lease},
 		Kafka:    cfg.Kafka("gateway-" + string(cfg.ServerID)),
 		Identity: auth.Open{},

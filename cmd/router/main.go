@@ -11,12 +11,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/switchboard-chat/switchboard/internal/config"
 	"github.com/switchboard-chat/switchboard/internal/route"
@@ -24,14 +18,7 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/store"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "router: "+config.OneLine(err))
-		os.Exit(1)
-	}
-}
+func main() { config.Main("router", run) }
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("router", flag.ContinueOnError)
@@ -52,18 +39,12 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := cfg.Logger(os.Stderr)
-	config.RouteRedisLogs(log)
-	rdb, err := cfg.ConnectRedis(ctx)
+	deps, err := cfg.Open(ctx)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	if err := cfg.CheckKafka(ctx); err != nil {
-		return err
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	defer deps.Redis.Close()
+	log := deps.Log
 	r, err := router.New(router.Config{
 		Addr:              cfg.HTTPAddr,
 		ChatLogTopic:      cfg.ChatLogTopic,
@@ -74,8 +55,8 @@ func run(ctx context.Context, args []string) error {
 		OrphanGrace:       cfg.OrphanGrace,
 	}, router.Deps{
 		Logger:   log,
-		Registry: reg,
-		Redis:    rdb,
+		Registry: deps.Registry,
+		Redis:    deps.Redis,
 		Route:    route.Config{Prefix: cfg.RedisPrefix, Lease: cfg.Lease},
 		Store:    store.Config{Prefix: cfg.RedisPrefix, HistoryWindow: cfg.HistoryWindow},
 		Kafka:    cfg.Kafka("router"),

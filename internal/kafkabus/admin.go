@@ -161,12 +161,13 @@ func (a *Admin) FirstOffsets(ctx context.Context, topic string) (map[int]int64, 
 
 // offsets lists each partition's first or last offset (which is
 // kafka.FirstOffset or kafka.LastOffset), retrying the transient errors of a
-// topic created moments ago (no leader yet) until ctx ends.
+// topic created moments ago (no leader yet) for up to about 5s or until ctx
+// ends.
 func (a *Admin) offsets(ctx context.Context, topic string, which int64) (map[int]int64, error) {
-	for {
+	for attempt := 1; ; attempt++ {
 		out, err := a.offsetsOnce(ctx, topic, which)
 		var kerr kafka.Error
-		if err == nil || !errors.As(err, &kerr) || !(kerr.Temporary() || kerr == kafka.UnknownTopicOrPartition) {
+		if err == nil || attempt == 100 || !errors.As(err, &kerr) || !(kerr.Temporary() || kerr == kafka.UnknownTopicOrPartition) {
 			return out, err
 		}
 		t := time.NewTimer(50 * time.Millisecond)

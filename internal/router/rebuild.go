@@ -29,6 +29,9 @@ func (r *Router) Rebuild(ctx context.Context) (RebuildStats, error) {
 		return st, fmt.Errorf("rebuild: %w", err)
 	}
 	defer release()
+	if err := r.admin.EnsureTopics(ctx, kafkabus.TopicSpec{Name: r.cfg.ChatLogTopic, Partitions: r.cfg.ChatLogPartitions}); err != nil {
+		return st, fmt.Errorf("rebuild: %w", err)
+	}
 	end, err := r.admin.EndOffsets(ctx, r.cfg.ChatLogTopic)
 	if err != nil {
 		return st, fmt.Errorf("rebuild: %w", err)
