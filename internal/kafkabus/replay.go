@@ -3,6 +3,7 @@ package kafkabus
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -24,6 +25,9 @@ func Replay(ctx context.Context, cfg Config, topic string, partition int, from, 
 		Dialer:    &kafka.Dialer{Timeout: cfg.DialTimeout, ClientID: cfg.ClientID},
 		MinBytes:  1,
 		MaxBytes:  10 << 20,
+		// Close waits for the fetch in flight; a short long-poll keeps the
+		// end of each partition from costing kafka-go's default 10s.
+		MaxWait: 250 * time.Millisecond,
 	})
 	defer r.Close()
 	if err := r.SetOffset(from); err != nil {
