@@ -31,12 +31,13 @@ stop:
 	-deploy/kafka/kafka.sh stop
 	-deploy/redis/redis.sh stop
 
-## test: start Kafka and Redis, run every Go test with -race, then the browser tests
+## test: start Kafka and Redis, run every Go test with -race, then the browser tests.
+## Packages run one at a time (-p 1): the failure and latency tests need the two cores.
 test: test-go test-browser
 
 test-go: infra
 	SWITCHBOARD_KAFKA=127.0.0.1:$(KAFKA_PORT) SWITCHBOARD_REDIS=127.0.0.1:$(REDIS_PORT) \
-		$(GO) test -race -tags integration -count=1 -timeout $(TEST_TIMEOUT) ./...
+		$(GO) test -race -tags integration -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
 
 ## test-browser: the web client in headless Chromium against a cluster on ports 18080/18081
 test-browser: build infra
