@@ -22,8 +22,8 @@ func env(key, def string) string {
 }
 
 // runRouter builds and runs the router with args and extra environment,
-// bounded by 60s, and returns its exit error and output.
-func runRouter(t *testing.T, extra []string, args ...string) (error, string) {
+// bounded by 60s, and returns its output and exit error.
+func runRouter(t *testing.T, extra []string, args ...string) (string, error) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "router")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
@@ -35,7 +35,7 @@ func runRouter(t *testing.T, extra []string, args ...string) (error, string) {
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), extra...)
 	out, err := cmd.CombinedOutput()
-	return err, string(out)
+	return string(out), err
 }
 
 func TestRouterRebuildReplaysTheLogAndExits(t *testing.T) {
@@ -48,7 +48,7 @@ func TestRouterRebuildReplaysTheLogAndExits(t *testing.T) {
 			admin.Close()
 		}
 	})
-	err, out := runRouter(t, []string{
+	out, err := runRouter(t, []string{
 		"KAFKA_BROKERS=" + env("SWITCHBOARD_KAFKA", "127.0.0.1:9092"), "REDIS_ADDR=" + env("SWITCHBOARD_REDIS", "127.0.0.1:6379"),
 		"REDIS_PREFIX=test:" + id + ":", "KAFKA_CHAT_LOG_TOPIC=" + topic, "HTTP_ADDR=127.0.0.1:0",
 	}, "rebuild")
@@ -69,7 +69,7 @@ func TestTheRouterRefusesBadConfigurationWithOneLine(t *testing.T) {
 		{"an unknown command", nil, []string{"explode"}, `unknown command "explode"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err, out := runRouter(t, append([]string{"HTTP_ADDR=127.0.0.1:0"}, tc.env...), tc.args...)
+			out, err := runRouter(t, append([]string{"HTTP_ADDR=127.0.0.1:0"}, tc.env...), tc.args...)
 			lines := strings.Split(strings.TrimSpace(out), "\n")
 			if err == nil || len(lines) != 1 || !strings.HasPrefix(lines[0], "router: ") || !strings.Contains(lines[0], tc.want) {
 				t.Fatalf("exit %v, output:\n%s\nwant one line naming %q", err, out, tc.want)
