@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,22 +16,12 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 	"github.com/switchboard-chat/switchboard/internal/wsclient"
 )
 
-func brokers() string {
-	if v := os.Getenv("SWITCHBOARD_KAFKA"); v != "" {
-		return v
-	}
-	return "127.0.0.1:9092"
-}
-
-func redisAddr() string {
-	if v := os.Getenv("SWITCHBOARD_REDIS"); v != "" {
-		return v
-	}
-	return "127.0.0.1:6379"
-}
+func brokers() string   { return testkit.KafkaAddr() }
+func redisAddr() string { return testkit.RedisAddr() }
 
 func TestAnUnreachableBrokerExitsWithOneClearLine(t *testing.T) {
 	bin := buildBinary(t)
@@ -42,15 +31,7 @@ func TestAnUnreachableBrokerExitsWithOneClearLine(t *testing.T) {
 	}, nil, "KAFKA_BROKERS=127.0.0.1:1")
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freePort(t *testing.T) string { return testkit.FreeAddr(t) }
 
 func TestTheBinaryServesAndDrainsOnSIGTERM(t *testing.T) {
 	bin := buildBinary(t)

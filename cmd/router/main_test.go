@@ -12,14 +12,10 @@ import (
 	"time"
 
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
-func env(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
+func env(key, def string) string { return testkit.Env(key, def) }
 
 // runRouter builds and runs the router with args and extra environment,
 // bounded by 60s, and returns its output and exit error.

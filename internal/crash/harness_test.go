@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -33,14 +32,10 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/route"
 	"github.com/switchboard-chat/switchboard/internal/router"
 	"github.com/switchboard-chat/switchboard/internal/store"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
-func env(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
+func env(key, def string) string { return testkit.Env(key, def) }
 
 var (
 	kafkaAddr = env("SWITCHBOARD_KAFKA", "127.0.0.1:9092")
@@ -141,25 +136,7 @@ func (c *cluster) cleanup() {
 			c.t.Logf("==== %s ====\n%s", filepath.Base(f), b)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.admin.DeleteTopics(ctx, c.topics...); err != nil {
-		c.t.Logf("cleanup: %v", err)
-	}
-	var cursor uint64
-	for {
-		keys, next, err := c.rdb.Scan(ctx, cursor, c.prefix+"*", 1000).Result()
-		if err != nil {
-			c.t.Logf("cleanup: %v", err)
-			break
-		}
-		if len(keys) > 0 {
-			c.rdb.Del(ctx, keys...)
-		}
-		if cursor = next; cursor == 0 {
-			break
-		}
-	}
+	testkit.DropNamespace(c.t, c.admin, c.rdb, c.prefix, c.topics)
 	c.rdb.Close()
 }
 
@@ -257,15 +234,7 @@ func (c *cluster) newGateway(name string) *gateway {
 	return g
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testkit.FreeAddr(t) }
 
 // wsURL is the WebSocket URL of the gateway.
 func (g *gateway) wsURL() string { return "ws://" + g.addr + "/ws" }

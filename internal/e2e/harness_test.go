@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,19 +29,13 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/route"
 	"github.com/switchboard-chat/switchboard/internal/router"
 	"github.com/switchboard-chat/switchboard/internal/store"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 	"github.com/switchboard-chat/switchboard/internal/wsclient"
 )
 
-func env(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
 var (
-	kafkaAddr = env("SWITCHBOARD_KAFKA", "127.0.0.1:9092")
-	redisAddr = env("SWITCHBOARD_REDIS", "127.0.0.1:6379")
+	kafkaAddr = testkit.KafkaAddr()
+	redisAddr = testkit.RedisAddr()
 	runID     = strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	counter   atomic.Int64
 )
@@ -95,25 +88,8 @@ func (c *cluster) routeConfig() route.Config {
 }
 
 func (c *cluster) cleanup() {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.admin.DeleteTopics(ctx, c.topics...); err != nil {
-		c.t.Logf("cleanup: %v", err)
-	}
-	var cursor uint64
-	for {
-		keys, next, err := c.rdb.Scan(ctx, cursor, c.prefix+"*", 1000).Result()
-		if err != nil {
-			c.t.Logf("cleanup: %v", err)
-			break
-		}
-		if len(keys) > 0 {
-			c.rdb.Del(ctx, keys...)
-		}
-		if cursor = next; cursor == 0 {
-			break
-		}
-	}
+	testkit.DropNamespace(c.t, c.admin, c.rdb, c.prefix, c.topics)
+	c.admin.Close()
 	c.rdb.Close()
 }
 
@@ -263,13 +239,7 @@ func (c *cluster) table() *route.Table { return route.New(c.rdb, c.routeConfig()
 // eventually polls cond until it holds or the timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, timeout, what, cond)
 }
 
 type testWriter struct{ t *testing.T }
