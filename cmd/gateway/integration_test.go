@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/switchboard-chat/switchboard/internal/kafkabus"
 	"github.com/switchboard-chat/switchboard/internal/testkit"
 	"github.com/switchboard-chat/switchboard/internal/wsclient"
 )
@@ -42,7 +43,15 @@ func TestTheBinaryServesAndDrainsOnSIGTERM(t *testing.T) {
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), "SERVER_ID="+id, "HTTP_ADDR="+addr, "KAFKA_BROKERS="+brokers(),
 		"REDIS_ADDR="+redisAddr(), "REDIS_PREFIX="+prefix, "KAFKA_CHAT_LOG_TOPIC=chat-log-"+id,
+		"KAFKA_CHAT_STATE_TOPIC=chat-state-"+id,
 		"LOG_FORMAT=json", "GATEWAY_DRAIN_WINDOW=300ms")
+	t.Cleanup(func() {
+		admin, err := kafkabus.NewAdmin(kafkabus.Config{Brokers: []string{brokers()}})
+		if err == nil {
+			_ = admin.DeleteTopics(context.Background(), "chat-log-"+id, "chat-state-"+id, "messages-"+id)
+			admin.Close()
+		}
+	})
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

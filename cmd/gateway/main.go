@@ -45,6 +45,7 @@ func run(ctx context.Context, args []string) error {
 		AllowedOrigins:    cfg.AllowedOrigins,
 		ChatLogTopic:      cfg.ChatLogTopic,
 		ChatLogPartitions: cfg.ChatLogPartitions,
+		ChatStateTopic:    cfg.ChatStateTopic,
 		TopicPartitions:   cfg.TopicPartitions,
 		TopicRetention:    cfg.TopicRetention,
 		SendQueue:         cfg.SendQueue,

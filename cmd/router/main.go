@@ -49,6 +49,7 @@ func run(ctx context.Context, args []string) error {
 		Addr:              cfg.HTTPAddr,
 		ChatLogTopic:      cfg.ChatLogTopic,
 		ChatLogPartitions: cfg.ChatLogPartitions,
+		ChatStateTopic:    cfg.ChatStateTopic,
 		GroupID:           cfg.GroupID,
 		JanitorInterval:   cfg.JanitorInterval,
 		DeadAfter:         cfg.DeadAfter,

@@ -40,13 +40,13 @@ func TestRouterRebuildReplaysTheLogAndExits(t *testing.T) {
 	t.Cleanup(func() {
 		admin, err := kafkabus.NewAdmin(kafkabus.Config{Brokers: []string{env("SWITCHBOARD_KAFKA", "127.0.0.1:9092")}})
 		if err == nil {
-			_ = admin.DeleteTopics(context.Background(), topic)
+			_ = admin.DeleteTopics(context.Background(), topic, "chat-state-"+id)
 			admin.Close()
 		}
 	})
 	out, err := runRouter(t, []string{
 		"KAFKA_BROKERS=" + env("SWITCHBOARD_KAFKA", "127.0.0.1:9092"), "REDIS_ADDR=" + env("SWITCHBOARD_REDIS", "127.0.0.1:6379"),
-		"REDIS_PREFIX=test:" + id + ":", "KAFKA_CHAT_LOG_TOPIC=" + topic, "HTTP_ADDR=127.0.0.1:0",
+		"REDIS_PREFIX=test:" + id + ":", "KAFKA_CHAT_LOG_TOPIC=" + topic, "KAFKA_CHAT_STATE_TOPIC=chat-state-" + id, "HTTP_ADDR=127.0.0.1:0",
 	}, "rebuild")
 	if err != nil || !strings.Contains(out, "rebuilt: ") {
 		t.Fatalf("router rebuild: %v\n%s", err, out)

@@ -32,6 +32,7 @@ type Common struct {
 	KafkaBatchTimeout   time.Duration // KAFKA_BATCH_TIMEOUT
 	ChatLogTopic        string        // KAFKA_CHAT_LOG_TOPIC
 	ChatLogPartitions   int           // KAFKA_CHAT_LOG_PARTITIONS
+	ChatStateTopic      string        // KAFKA_CHAT_STATE_TOPIC
 
 	RedisAddr     string        // REDIS_ADDR
 	RedisDB       int           // REDIS_DB
@@ -50,6 +51,7 @@ var commonDefaults = map[string]any{
 	"kafka.batch_timeout":       "2ms",
 	"kafka.chat_log_topic":      "chat-log",
 	"kafka.chat_log_partitions": 4,
+	"kafka.chat_state_topic":    "chat-state",
 	"redis.addr":                "127.0.0.1:6379",
 	"redis.db":                  0,
 	"redis.password":            "",
@@ -90,6 +92,7 @@ func common(v *viper.Viper) (Common, error) {
 		KafkaBrokers:      list(v.GetStringSlice("kafka.brokers")),
 		ChatLogTopic:      v.GetString("kafka.chat_log_topic"),
 		ChatLogPartitions: v.GetInt("kafka.chat_log_partitions"),
+		ChatStateTopic:    v.GetString("kafka.chat_state_topic"),
 		RedisAddr:         v.GetString("redis.addr"),
 		RedisDB:           v.GetInt("redis.db"),
 		RedisPassword:     v.GetString("redis.password"),

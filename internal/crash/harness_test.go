@@ -89,19 +89,21 @@ type cluster struct {
 	name    string
 	prefix  string
 	chatLog string
-	bin     string
-	dir     string // t.TempDir: logs, the gateways' working directory
-	rdb     *redis.Client
-	admin   *kafkabus.Admin
-	topics  []string
-	logs    []string // files printed when the test fails
+	// chatState is this cluster's chat-state topic.
+	chatState string
+	bin       string
+	dir       string // t.TempDir: logs, the gateways' working directory
+	rdb       *redis.Client
+	admin     *kafkabus.Admin
+	topics    []string
+	logs      []string // files printed when the test fails
 }
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	name := fmt.Sprintf("t%s-%d", runID, counter.Add(1))
 	c := &cluster{
-		t: t, name: name, prefix: "test:" + name + ":", chatLog: "chat-log-" + name,
+		t: t, name: name, prefix: "test:" + name + ":", chatLog: "chat-log-" + name, chatState: "chat-state-" + name,
 		bin: gatewayBinary(t), dir: t.TempDir(),
 		rdb: redis.NewClient(&redis.Options{Addr: redisAddr}),
 	}
@@ -117,7 +119,7 @@ func newCluster(t *testing.T) *cluster {
 	if err := c.admin.Ping(ctx); err != nil {
 		t.Fatalf("Kafka at %s: %v (make test starts it)", kafkaAddr, err)
 	}
-	c.topics = append(c.topics, c.chatLog)
+	c.topics = append(c.topics, c.chatLog, c.chatState)
 	t.Cleanup(c.cleanup)
 	return c
 }
@@ -175,7 +177,7 @@ func (c *cluster) startRouter() {
 	c.logs = append(c.logs, path)
 	log := slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	r, err := router.New(router.Config{
-		Addr: "127.0.0.1:0", ChatLogTopic: c.chatLog, GroupID: "router-" + c.name, JanitorInterval: 200 * time.Millisecond,
+		Addr: "127.0.0.1:0", ChatLogTopic: c.chatLog, ChatStateTopic: c.chatState, GroupID: "router-" + c.name, JanitorInterval: 200 * time.Millisecond,
 	}, router.Deps{
 		Logger: log, Redis: c.rdb, Route: route.Config{Prefix: c.prefix, Lease: lease},
 		Store: store.Config{Prefix: c.prefix}, Kafka: kafkabus.Config{Brokers: []string{kafkaAddr}, ClientID: "crash-router"},
@@ -281,6 +283,7 @@ func (g *gateway) start() {
 		"REDIS_ADDR="+redisAddr,
 		"REDIS_PREFIX="+g.c.prefix,
 		"KAFKA_CHAT_LOG_TOPIC="+g.c.chatLog,
+		"KAFKA_CHAT_STATE_TOPIC="+g.c.chatState,
 		"GATEWAY_LEASE="+lease.String(),
 		"GATEWAY_DRAIN_WINDOW=500ms",
 		"LOG_FORMAT=json",

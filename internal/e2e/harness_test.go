@@ -46,10 +46,12 @@ type cluster struct {
 	name    string
 	prefix  string
 	chatLog string
-	rdb     *redis.Client
-	admin   *kafkabus.Admin
-	log     *slog.Logger
-	topics  []string
+	// chatState is this cluster's chat-state topic.
+	chatState string
+	rdb       *redis.Client
+	admin     *kafkabus.Admin
+	log       *slog.Logger
+	topics    []string
 	// historyWindow is the routers' window (0: the default).
 	historyWindow int
 }
@@ -58,7 +60,7 @@ func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	name := fmt.Sprintf("t%s-%d", runID, counter.Add(1))
 	c := &cluster{
-		t: t, name: name, prefix: "test:" + name + ":", chatLog: "chat-log-" + name,
+		t: t, name: name, prefix: "test:" + name + ":", chatLog: "chat-log-" + name, chatState: "chat-state-" + name,
 		rdb: redis.NewClient(&redis.Options{Addr: redisAddr}),
 		log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
@@ -74,7 +76,7 @@ func newCluster(t *testing.T) *cluster {
 	if err := c.admin.Ping(ctx); err != nil {
 		t.Fatalf("Kafka at %s: %v (make test starts it)", kafkaAddr, err)
 	}
-	c.topics = append(c.topics, c.chatLog)
+	c.topics = append(c.topics, c.chatLog, c.chatState)
 	t.Cleanup(c.cleanup)
 	return c
 }
@@ -116,7 +118,7 @@ func (c *cluster) launchGateway(name string, tweak ...func(*gateway.Config)) *gw
 	c.t.Helper()
 	id := chat.ServerID(name + "-" + c.name)
 	cfg := gateway.Config{
-		ServerID: id, Addr: "127.0.0.1:0", ChatLogTopic: c.chatLog,
+		ServerID: id, Addr: "127.0.0.1:0", ChatLogTopic: c.chatLog, ChatStateTopic: c.chatState,
 		PingInterval: 2 * time.Second, PingTimeout: 2 * time.Second,
 		DrainWindow: 500 * time.Millisecond, ShutdownTimeout: 10 * time.Second,
 	}
@@ -209,7 +211,7 @@ func (c *cluster) dial(g *gw, user string) *wsclient.Client {
 // startRouter runs a router on this cluster's chat-log until the test ends.
 func (c *cluster) startRouter(tweak ...func(*router.Config)) *router.Router {
 	c.t.Helper()
-	cfg := router.Config{Addr: "127.0.0.1:0", ChatLogTopic: c.chatLog, GroupID: "router-" + c.name, JanitorInterval: 200 * time.Millisecond}
+	cfg := router.Config{Addr: "127.0.0.1:0", ChatLogTopic: c.chatLog, ChatStateTopic: c.chatState, GroupID: "router-" + c.name, JanitorInterval: 200 * time.Millisecond}
 	for _, f := range tweak {
 		f(&cfg)
 	}

@@ -19,17 +19,20 @@ import (
 
 // views is everything the router materializes, for comparison.
 type views struct {
-	History  map[chat.ConvID][]chat.Message
-	Convs    map[chat.UserID][]chat.ConvID
-	Receipts map[chat.ConvID][]chat.Receipt
-	Seq      map[chat.ConvID]int64
+	Users         map[chat.UserID]chat.User
+	Conversations map[chat.ConvID]chat.Conversation
+	History       map[chat.ConvID][]chat.Message
+	Convs         map[chat.UserID][]chat.ConvID
+	Receipts      map[chat.ConvID][]chat.Receipt
+	Seq           map[chat.ConvID]int64
 }
 
 func (c *cluster) snapshot(t *testing.T, users []chat.UserID, convs []chat.ConvID) views {
 	t.Helper()
 	ctx := context.Background()
 	st := c.store()
-	v := views{History: map[chat.ConvID][]chat.Message{}, Convs: map[chat.UserID][]chat.ConvID{},
+	v := views{Users: map[chat.UserID]chat.User{}, Conversations: map[chat.ConvID]chat.Conversation{},
+		History: map[chat.ConvID][]chat.Message{}, Convs: map[chat.UserID][]chat.ConvID{},
 		Receipts: map[chat.ConvID][]chat.Receipt{}, Seq: map[chat.ConvID]int64{}}
 	for _, conv := range convs {
 		msgs, err := st.History(ctx, conv, 0, 100000)
@@ -48,9 +51,19 @@ func (c *cluster) snapshot(t *testing.T, users []chat.UserID, convs []chat.ConvI
 		})
 		v.Receipts[conv] = marks
 		v.Seq[conv], _ = c.rdb.Get(ctx, c.table().SeqKey(conv)).Int64()
+		if cv, ok, err := st.Conversation(ctx, conv); err != nil {
+			t.Fatal(err)
+		} else if ok {
+			v.Conversations[conv] = cv
+		}
 	}
 	for _, u := range users {
 		v.Convs[u], _ = st.Conversations(ctx, u)
+		if usr, ok, err := st.User(ctx, u); err != nil {
+			t.Fatal(err)
+		} else if ok {
+			v.Users[u] = usr
+		}
 	}
 	return v
 }
@@ -135,7 +148,17 @@ func TestRedisFlushedThenRebuiltFromTheLogHoldsTheSameViews(t *testing.T) {
 		return len(marks) == 3
 	})
 	c.waitApplied(t)
+	eventually(t, 20*time.Second, "users and conversations in the views", func() bool {
+		v := c.snapshot(t, users, convs)
+		return len(v.Users) == 3 && len(v.Conversations) == 3
+	})
 	before := c.snapshot(t, users, convs)
+	if cv := before.Conversations["dm:alice:bob"]; cv.Kind != chat.KindDirect || !reflect.DeepEqual(cv.Members, []chat.UserID{"alice", "bob"}) || cv.CreatedAt == 0 {
+		t.Fatalf("conversation dm:alice:bob = %+v", cv)
+	}
+	if u := before.Users["carol"]; u.ID != "carol" || u.CreatedAt == 0 {
+		t.Fatalf("user carol = %+v", u)
+	}
 	if len(before.History["dm:alice:bob"]) == 0 || !before.History["dm:alice:bob"][len(before.History["dm:alice:bob"])-1].Deleted {
 		t.Fatalf("the deleted message is not marked deleted before the rebuild")
 	}

@@ -141,3 +141,23 @@ func (s *Server) announcePresence(ctx context.Context, u chat.UserID, online boo
 		s.log.Warn("presence failed", "user", u, "err", err)
 	}
 }
+
+// recordUser writes a user record to chat-state the first time u is seen.
+// Not while Redis is being restored: the rebuild brings the original
+// record back, with its original created_at. Best effort: a failure is
+// logged, and the next connection tries again.
+func (s *Server) recordUser(ctx context.Context, u chat.UserID) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProduceTimeout)
+	defer cancel()
+	known, err := s.store.KnownUser(ctx, u)
+	if err == nil && !known {
+		var restored bool
+		if restored, err = s.table.Restored(ctx); err == nil && restored {
+			rec := &chat.StateRecord{Type: chat.TypeUser, User: &chat.User{ID: u, CreatedAt: time.Now().UnixMilli()}}
+			err = s.producer.Produce(ctx, []kafkabus.Record{{Topic: s.cfg.ChatStateTopic, Key: rec.Key(), Value: rec.Encode()}})
+		}
+	}
+	if err != nil {
+		s.log.Warn("record user failed", "user", u, "err", err)
+	}
+}

@@ -129,6 +129,7 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 	c.log.Debug("connected")
 	if sessions == 1 {
 		s.announcePresence(ctx, c.user, true)
+		s.recordUser(ctx, c.user)
 	}
 
 	c.run(ctx)

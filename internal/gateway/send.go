@@ -199,6 +199,14 @@ func (s *Server) produceSends(ctx context.Context, c *conn, sends []*pendingSend
 			Topic: s.cfg.ChatLogTopic, Key: []byte(m.Conv),
 			Value: (&chat.LogRecord{Type: chat.TypeMessage, Message: m}).Encode(),
 		})
+		if m.Seq == 1 && m.Conv.Kind() == chat.KindDirect {
+			// The first message of a direct conversation creates it.
+			a, b, _ := m.Conv.Members()
+			rec := &chat.StateRecord{Type: chat.TypeConversation, Conversation: &chat.Conversation{
+				ID: m.Conv, Kind: chat.KindDirect, Members: uniqueUsers(a, b), CreatedAt: m.TS,
+			}}
+			recs = append(recs, kafkabus.Record{Topic: s.cfg.ChatStateTopic, Key: rec.Key(), Value: rec.Encode()})
+		}
 		if p.req.Conv == chat.Public {
 			copyValue := (&chat.Delivery{Type: chat.TypeMessage, All: true, SkipSession: c.session, Message: m}).Encode()
 			for _, gw := range gateways {
@@ -238,4 +246,11 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+func uniqueUsers(a, b chat.UserID) []chat.UserID {
+	if a == b {
+		return []chat.UserID{a}
+	}
+	return []chat.UserID{a, b}
 }

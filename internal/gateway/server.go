@@ -40,6 +40,9 @@ type Config struct {
 	ChatLogTopic string
 	// ChatLogPartitions is used when the gateway creates chat-log. Default 4.
 	ChatLogPartitions int
+	// ChatStateTopic is the compacted table of users and conversations.
+	// Default "chat-state".
+	ChatStateTopic string
 	// TopicPartitions of this gateway's topic. Default 1.
 	TopicPartitions int
 	// TopicRetention of this gateway's topic. Default 24h.
@@ -106,6 +109,9 @@ func (c *Config) setDefaults() error {
 		c.ChatLogTopic = "chat-log"
 	}
 	defInt(&c.ChatLogPartitions, 4)
+	if c.ChatStateTopic == "" {
+		c.ChatStateTopic = "chat-state"
+	}
 	defInt(&c.TopicPartitions, 1)
 	defInt(&c.SendQueue, 256)
 	defInt(&c.SyncRecent, 50)
@@ -236,6 +242,7 @@ func (s *Server) Run(ctx context.Context) error {
 	err := s.admin.EnsureTopics(setup,
 		kafkabus.TopicSpec{Name: s.cfg.ServerID.Topic(), Partitions: s.cfg.TopicPartitions, Retention: s.cfg.TopicRetention},
 		kafkabus.TopicSpec{Name: s.cfg.ChatLogTopic, Partitions: s.cfg.ChatLogPartitions},
+		kafkabus.TopicSpec{Name: s.cfg.ChatStateTopic, Partitions: 1, Compact: true},
 	)
 	if err == nil {
 		err = s.markRestoredIfEmpty(setup)

@@ -12,7 +12,9 @@ import (
 
 // ConsumerConfig configures a group consumer of one topic.
 type ConsumerConfig struct {
-	Topic   string // required
+	Topic string // this topic, or
+	// Topics are several topics consumed by one member of the group.
+	Topics  []string
 	GroupID string // required
 	// CommitInterval batches offset commits; they run in the background
 	// and on Close. Default 500ms.
@@ -39,8 +41,8 @@ func NewConsumer(cfg Config, cc ConsumerConfig) (*Consumer, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	if cc.Topic == "" || cc.GroupID == "" {
-		return nil, errors.New("kafka consumer: topic and group id are required")
+	if (cc.Topic == "") == (len(cc.Topics) == 0) || cc.GroupID == "" {
+		return nil, errors.New("kafka consumer: a group id and either a topic or topics are required")
 	}
 	if cc.CommitInterval <= 0 {
 		cc.CommitInterval = 500 * time.Millisecond
@@ -55,6 +57,7 @@ func NewConsumer(cfg Config, cc ConsumerConfig) (*Consumer, error) {
 		Brokers:           cfg.Brokers,
 		GroupID:           cc.GroupID,
 		Topic:             cc.Topic,
+		GroupTopics:       cc.Topics,
 		Dialer:            &kafka.Dialer{Timeout: cfg.DialTimeout, ClientID: cfg.ClientID},
 		MinBytes:          1,
 		MaxBytes:          10 << 20,
@@ -83,7 +86,7 @@ func (c *Consumer) Run(ctx context.Context, handle func(context.Context, Record)
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("consume %s: %w", c.r.Config().Topic, err)
+			return fmt.Errorf("consume: %w", err)
 		}
 		if now := time.Now(); now.Sub(c.lagAt) > time.Second {
 			c.lagAt = now // Stats is too costly to call per record
@@ -96,7 +99,7 @@ func (c *Consumer) Run(ctx context.Context, handle func(context.Context, Record)
 			return fmt.Errorf("handle %s/%d@%d: %w", m.Topic, m.Partition, m.Offset, err)
 		}
 		if err := c.r.CommitMessages(ctx, m); err != nil && ctx.Err() == nil {
-			return fmt.Errorf("commit %s: %w", c.r.Config().Topic, err)
+			return fmt.Errorf("commit %s: %w", m.Topic, err)
 		}
 	}
 }

@@ -29,43 +29,48 @@ func (r *Router) Rebuild(ctx context.Context) (RebuildStats, error) {
 		return st, fmt.Errorf("rebuild: %w", err)
 	}
 	defer release()
-	if err := r.admin.EnsureTopics(ctx, kafkabus.TopicSpec{Name: r.cfg.ChatLogTopic, Partitions: r.cfg.ChatLogPartitions}); err != nil {
+	if err := r.admin.EnsureTopics(ctx, r.topics()...); err != nil {
 		return st, fmt.Errorf("rebuild: %w", err)
 	}
-	end, err := r.admin.EndOffsets(ctx, r.cfg.ChatLogTopic)
-	if err != nil {
-		return st, fmt.Errorf("rebuild: %w", err)
-	}
-	first, err := r.admin.FirstOffsets(ctx, r.cfg.ChatLogTopic)
-	if err != nil {
-		return st, fmt.Errorf("rebuild: %w", err)
+	type span struct{ from, to map[int]int64 }
+	spans := make(map[string]span)
+	for _, topic := range []string{r.cfg.ChatLogTopic, r.cfg.ChatStateTopic} {
+		end, err := r.admin.EndOffsets(ctx, topic)
+		if err != nil {
+			return st, fmt.Errorf("rebuild: %w", err)
+		}
+		first, err := r.admin.FirstOffsets(ctx, topic)
+		if err != nil {
+			return st, fmt.Errorf("rebuild: %w", err)
+		}
+		spans[topic] = span{first, end}
 	}
 	if st.KeysDeleted, err = r.store.FlushViews(ctx); err != nil {
 		return st, fmt.Errorf("rebuild: %w", err)
 	}
-	for p, to := range end {
-		from := first[p]
-		if from > 0 {
-			r.log.Warn("rebuild: the log no longer holds the start of a partition", "partition", p, "first_offset", from)
-		}
-		err := kafkabus.Replay(ctx, r.kafka, r.cfg.ChatLogTopic, p, from, to, func(ctx context.Context, rec kafkabus.Record) error {
-			lr, err := chat.DecodeLogRecord(rec.Value)
-			if err != nil {
-				lr = nil
+	for topic, sp := range spans {
+		for p, to := range sp.to {
+			from := sp.from[p]
+			if from > 0 && topic == r.cfg.ChatLogTopic {
+				r.log.Warn("rebuild: the log no longer holds the start of a partition", "partition", p, "first_offset", from)
 			}
-			if _, err := r.applyRecord(ctx, lr, store.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}); err != nil {
-				return err
-			}
-			if lr != nil && lr.Type == chat.TypeMessage {
-				if err := r.table.RestoreDedupe(ctx, lr.Message); err != nil {
+			err := kafkabus.Replay(ctx, r.kafka, topic, p, from, to, func(ctx context.Context, rec kafkabus.Record) error {
+				if _, err := r.applyKafka(ctx, rec, store.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}); err != nil {
 					return err
 				}
+				if topic == r.cfg.ChatLogTopic {
+					if lr, err := chat.DecodeLogRecord(rec.Value); err == nil && lr.Type == chat.TypeMessage {
+						if err := r.table.RestoreDedupe(ctx, lr.Message); err != nil {
+							return err
+						}
+					}
+				}
+				st.Records++
+				return nil
+			})
+			if err != nil {
+				return st, fmt.Errorf("rebuild: %w", err)
 			}
-			st.Records++
-			return nil
-		})
-		if err != nil {
-			return st, fmt.Errorf("rebuild: %w", err)
 		}
 	}
 	if err := r.table.MarkRestored(ctx); err != nil {

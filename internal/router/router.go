@@ -34,6 +34,9 @@ type Config struct {
 	ChatLogTopic string
 	// ChatLogPartitions is used when the router creates chat-log. Default 4.
 	ChatLogPartitions int
+	// ChatStateTopic is the compacted table of users and conversations.
+	// Default "chat-state".
+	ChatStateTopic string
 	// GroupID is the consumer group of every router replica. Default "router".
 	GroupID string
 	// JanitorInterval is how often dead gateways are looked for. Default 5s.
@@ -58,6 +61,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ChatLogPartitions <= 0 {
 		c.ChatLogPartitions = 4
+	}
+	if c.ChatStateTopic == "" {
+		c.ChatStateTopic = "chat-state"
 	}
 	if c.GroupID == "" {
 		c.GroupID = "router"
@@ -132,7 +138,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		table: route.New(deps.Redis, deps.Route), store: store.New(deps.Redis, deps.Store),
 		admin: admin, producer: producer, kafka: deps.Kafka, ln: ln,
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
-			Name: "applied_total", Help: "chat-log records applied, by result (new, duplicate, receipt, delete, error, skipped)."}, []string{"result"}),
+			Name: "applied_total", Help: "chat-log and chat-state records applied, by result (new, duplicate, receipt, delete, user, conversation, error, skipped)."}, []string{"result"}),
 		purged: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
 			Name: "gateways_purged_total", Help: "Dead gateways whose sessions were removed."}),
 		orphans: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "router",
@@ -160,13 +166,15 @@ func (r *Router) Addr() net.Addr { return r.ln.Addr() }
 func (r *Router) Run(ctx context.Context) error {
 	defer r.ln.Close()
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err := r.admin.EnsureTopics(setup, kafkabus.TopicSpec{Name: r.cfg.ChatLogTopic, Partitions: r.cfg.ChatLogPartitions})
+	err := r.admin.EnsureTopics(setup, r.topics()...)
 	cancel()
 	if err != nil {
 		return err
 	}
 	// The consumer joins its group at once, so it is made after the topic.
-	consumer, err := kafkabus.NewConsumer(r.kafka, kafkabus.ConsumerConfig{Topic: r.cfg.ChatLogTopic, GroupID: r.cfg.GroupID})
+	consumer, err := kafkabus.NewConsumer(r.kafka, kafkabus.ConsumerConfig{
+		Topics: []string{r.cfg.ChatLogTopic, r.cfg.ChatStateTopic}, GroupID: r.cfg.GroupID,
+	})
 	if err != nil {
 		return err
 	}
@@ -204,20 +212,24 @@ func (r *Router) serveReady(w http.ResponseWriter, req *http.Request) {
 	health.Write(w, "router", checks, ok)
 }
 
+// topics are the topics the router reads, with the configs it creates
+// them with.
+func (r *Router) topics() []kafkabus.TopicSpec {
+	return []kafkabus.TopicSpec{
+		{Name: r.cfg.ChatLogTopic, Partitions: r.cfg.ChatLogPartitions},
+		{Name: r.cfg.ChatStateTopic, Partitions: 1, Compact: true},
+	}
+}
+
 // apply materializes one chat-log record, retrying Redis failures until
 // they succeed or ctx ends: the log must not be skipped past, so a record
 // that was not applied is not committed.
 func (r *Router) apply(ctx context.Context, rec kafkabus.Record) error {
-	lr, err := chat.DecodeLogRecord(rec.Value)
-	if err != nil {
-		r.log.Warn("undecodable chat-log record", "partition", rec.Partition, "offset", rec.Offset, "err", err)
-		lr = nil // applyRecord skips it
-	}
 	pos := store.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}
 	backoff := 50 * time.Millisecond
 	for {
 		actx, cancel := context.WithTimeout(ctx, r.cfg.ApplyTimeout)
-		result, err := r.applyRecord(actx, lr, pos)
+		result, err := r.applyKafka(actx, rec, pos)
 		cancel()
 		if err == nil {
 			r.applied.WithLabelValues(result).Inc()
@@ -234,8 +246,34 @@ func (r *Router) apply(ctx context.Context, rec kafkabus.Record) error {
 	}
 }
 
-// applyRecord materializes one decoded record and names the result for the
-// applied_total metric.
+// applyKafka decodes and materializes a record of either topic and names
+// the result for the applied_total metric. An undecodable record is
+// skipped (and logged).
+func (r *Router) applyKafka(ctx context.Context, rec kafkabus.Record, pos store.Position) (string, error) {
+	if rec.Topic == r.cfg.ChatStateTopic {
+		sr, err := chat.DecodeStateRecord(rec.Value)
+		if err != nil {
+			r.log.Warn("undecodable chat-state record", "offset", rec.Offset, "err", err)
+			return "skipped", r.store.MarkApplied(ctx, pos)
+		}
+		switch sr.Type {
+		case chat.TypeUser:
+			return "user", r.store.ApplyUser(ctx, sr.User, pos)
+		case chat.TypeConversation:
+			return "conversation", r.store.ApplyConversation(ctx, sr.Conversation, pos)
+		}
+		return "skipped", r.store.MarkApplied(ctx, pos)
+	}
+	lr, err := chat.DecodeLogRecord(rec.Value)
+	if err != nil {
+		r.log.Warn("undecodable chat-log record", "partition", rec.Partition, "offset", rec.Offset, "err", err)
+		lr = nil // applyRecord skips it
+	}
+	return r.applyRecord(ctx, lr, pos)
+}
+
+// applyRecord materializes one decoded chat-log record and names the
+// result for the applied_total metric.
 func (r *Router) applyRecord(ctx context.Context, lr *chat.LogRecord, pos store.Position) (string, error) {
 	if lr == nil {
 		return "skipped", r.store.MarkApplied(ctx, pos)

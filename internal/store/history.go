@@ -233,7 +233,7 @@ func (s *Store) MarkApplied(ctx context.Context, pos Position) error {
 // viewKinds are the key kinds FlushViews deletes: everything materialized
 // from the log except the seq counters, which the send path needs and a
 // replay only raises.
-var viewKinds = []string{"hist", "msg", "convs", "rcpt", "applied", "trim"}
+var viewKinds = []string{"hist", "msg", "convs", "rcpt", "applied", "trim", "user", "users", "conv", "conversations"}
 
 // FlushViews deletes every materialized view (not the seq counters), for a
 // rebuild from the log. It scans, so it is for maintenance only. It returns
@@ -241,6 +241,9 @@ var viewKinds = []string{"hist", "msg", "convs", "rcpt", "applied", "trim"}
 func (s *Store) FlushViews(ctx context.Context) (int, error) {
 	deleted := 0
 	for _, kind := range viewKinds {
+		if err := s.rdb.Del(ctx, s.cfg.Prefix+kind).Err(); err != nil { // the kinds that are one key
+			return deleted, fmt.Errorf("flush views: %w", err)
+		}
 		iter := s.rdb.Scan(ctx, 0, s.cfg.Prefix+kind+":*", 1000).Iterator()
 		var batch []string
 		for iter.Next(ctx) {

@@ -1,0 +1,60 @@
+package chat
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// chat-state record types.
+const (
+	TypeUser         = "user"
+	TypeConversation = "conversation"
+)
+
+// User is a known user.
+type User struct {
+	ID        UserID `json:"id"`
+	CreatedAt int64  `json:"created_at"` // Unix milliseconds
+}
+
+// Conversation is a conversation's durable description.
+type Conversation struct {
+	ID        ConvID   `json:"id"`
+	Kind      Kind     `json:"kind"`
+	Members   []UserID `json:"members,omitempty"`
+	CreatedAt int64    `json:"created_at"`
+}
+
+// StateRecord is a chat-state value: the latest description of one
+// entity. The topic is compacted, so its key (Key) names the entity.
+type StateRecord struct {
+	Type         string        `json:"type"`
+	User         *User         `json:"user,omitempty"`
+	Conversation *Conversation `json:"conversation,omitempty"`
+}
+
+// Key returns the record's compaction key: "user:<id>" or "conv:<id>".
+func (r *StateRecord) Key() []byte {
+	switch {
+	case r.User != nil:
+		return []byte("user:" + string(r.User.ID))
+	case r.Conversation != nil:
+		return []byte("conv:" + string(r.Conversation.ID))
+	}
+	return nil
+}
+
+// Encode returns the JSON encoding of r.
+func (r *StateRecord) Encode() []byte { return mustJSON(r) }
+
+// DecodeStateRecord parses a chat-state value.
+func DecodeStateRecord(b []byte) (*StateRecord, error) {
+	var r StateRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("decode state record: %w", err)
+	}
+	if r.Type == TypeUser && r.User == nil || r.Type == TypeConversation && r.Conversation == nil {
+		return nil, fmt.Errorf("decode state record: %s record without its body", r.Type)
+	}
+	return &r, nil
+}

@@ -1,0 +1,102 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/internal/chat"
+)
+
+// applyEntity keeps the earliest created_at of an entity (KEYS[1] hash,
+// KEYS[2] index zset), stores its description (ARGV[3]) and raises the
+// applied offset (KEYS[3]; ARGV[4], ARGV[5]).
+var applyEntity = redis.NewScript(`
+if ARGV[4] ~= '' then
+  local cur = tonumber(redis.call('HGET', KEYS[3], ARGV[4]) or '-1')
+  if tonumber(ARGV[5]) > cur then redis.call('HSET', KEYS[3], ARGV[4], ARGV[5]) end
+end
+local cur = tonumber(redis.call('HGET', KEYS[1], 'created_at') or '0')
+local created = tonumber(ARGV[2])
+if cur == 0 or created < cur then
+  redis.call('HSET', KEYS[1], 'created_at', ARGV[2])
+else
+  created = cur
+end
+redis.call('HSET', KEYS[1], 'json', ARGV[3])
+redis.call('ZADD', KEYS[2], created, ARGV[1])
+return 1
+`)
+
+func (s *Store) applyEntity(ctx context.Context, hash, index, id string, created int64, desc any, pos Position) error {
+	body, err := json.Marshal(desc)
+	if err != nil {
+		return err
+	}
+	part, next := posArgs(pos)
+	return applyEntity.Run(ctx, s.rdb, []string{hash, index, s.key("applied", pos.Topic)},
+		id, created, body, part, next).Err()
+}
+
+// ApplyUser materializes a user record found in the log at pos.
+func (s *Store) ApplyUser(ctx context.Context, u *chat.User, pos Position) error {
+	if err := s.applyEntity(ctx, s.key("user", string(u.ID)), s.cfg.Prefix+"users", string(u.ID), u.CreatedAt, u, pos); err != nil {
+		return fmt.Errorf("apply user %s: %w", u.ID, err)
+	}
+	return nil
+}
+
+// ApplyConversation materializes a conversation record found at pos.
+func (s *Store) ApplyConversation(ctx context.Context, c *chat.Conversation, pos Position) error {
+	if err := s.applyEntity(ctx, s.key("conv", string(c.ID)), s.cfg.Prefix+"conversations", string(c.ID), c.CreatedAt, c, pos); err != nil {
+		return fmt.Errorf("apply conversation %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// KnownUser reports whether u has been materialized.
+func (s *Store) KnownUser(ctx context.Context, u chat.UserID) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.key("user", string(u))).Result()
+	if err != nil {
+		return false, fmt.Errorf("known user %s: %w", u, err)
+	}
+	return n == 1, nil
+}
+
+// User returns a materialized user; ok is false when unknown.
+func (s *Store) User(ctx context.Context, id chat.UserID) (u chat.User, ok bool, err error) {
+	ok, err = s.entity(ctx, s.key("user", string(id)), &u)
+	return u, ok, err
+}
+
+// Conversation returns a materialized conversation; ok is false when
+// unknown.
+func (s *Store) Conversation(ctx context.Context, id chat.ConvID) (c chat.Conversation, ok bool, err error) {
+	ok, err = s.entity(ctx, s.key("conv", string(id)), &c)
+	return c, ok, err
+}
+
+// entity reads a description, with the earliest created_at.
+func (s *Store) entity(ctx context.Context, key string, dst any) (bool, error) {
+	vals, err := s.rdb.HGetAll(ctx, key).Result()
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", key, err)
+	}
+	if vals["json"] == "" {
+		return false, nil
+	}
+	if err := json.Unmarshal([]byte(vals["json"]), dst); err != nil {
+		return false, fmt.Errorf("read %s: %w", key, err)
+	}
+	created, _ := strconv.ParseInt(vals["created_at"], 10, 64)
+	switch d := dst.(type) {
+	case *chat.User:
+		d.CreatedAt = created
+	case *chat.Conversation:
+		d.CreatedAt = created
+	}
+	return true, nil
+}
