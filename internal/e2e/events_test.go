@@ -65,7 +65,9 @@ func TestReceiptsReachTheOtherMemberAndAreMaterialized(t *testing.T) {
 	if err := alice2.SendJSON(ctx, map[string]any{"type": "sync", "since": map[string]any{last.Conv: last.Seq}}); err != nil {
 		t.Fatal(err)
 	}
-	f := expect(t, alice2, "bob's read mark in sync", isReceipt("read"))
+	f := expect(t, alice2, "bob's read mark in sync", func(f wsclient.Frame) bool {
+		return isReceipt("read")(f) && f.Seq == last.Seq
+	})
 	if f.User != "bob" || f.Seq != last.Seq {
 		t.Fatalf("sync receipt %s", f.Raw)
 	}

@@ -55,7 +55,8 @@ type conn struct {
 	out   chan []byte            // frames to write, bounded
 	inbox chan *protocol.Inbound // sends and syncs to process, bounded
 
-	typing map[chat.ConvID]*typingState // owned by the request loop
+	typing   map[chat.ConvID]*typingState // owned by the request loop
+	receipts map[receiptMark]int64        // highest mark sent; request loop
 
 	// blocked is set while the reader waits for room in the inbox: the
 	// client is alive (it sent those frames) but its pongs are not read.

@@ -27,6 +27,12 @@ func (s *Server) processReceipt(ctx context.Context, c *conn, in *protocol.Inbou
 		c.enqueue(protocol.EncodeError(protocol.Errorf(protocol.CodeForbidden, "you are not a member of %s", in.Conv)), essential)
 		return
 	}
+	// Marks only go up: one that does not raise what this connection sent
+	// before changes nothing, so it is neither logged nor relayed.
+	mark := receiptMark{in.Conv, in.Status}
+	if in.Seq <= c.receipts[mark] {
+		return
+	}
 	r := &chat.Receipt{Conv: in.Conv, User: c.user, Seq: in.Seq, Status: in.Status, TS: time.Now().UnixMilli()}
 	ev := relay.Event{
 		Delivery: chat.Delivery{Type: chat.TypeReceipt, SkipSession: c.session, Receipt: r},
@@ -38,7 +44,9 @@ func (s *Server) processReceipt(ctx context.Context, c *conn, in *protocol.Inbou
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProduceTimeout)
 	defer cancel()
-	if _, err := s.relay.Send(ctx, ev); err != nil {
+	if _, err := s.relay.Send(ctx, ev); err == nil {
+		c.receipts[mark] = in.Seq
+	} else {
 		s.log.Warn("receipt failed", "user", c.user, "err", err)
 		c.enqueue(protocol.EncodeError(&protocol.Error{
 			Code: protocol.CodeUnavailable, Message: "receipt not stored, retry", RetryAfterMS: 1000,
@@ -88,6 +96,12 @@ func (s *Server) processTyping(ctx context.Context, c *conn, in *protocol.Inboun
 	}); err != nil {
 		s.m.drops.WithLabelValues("typing_failed").Inc()
 	}
+}
+
+// receiptMark names one of a connection's cumulative marks.
+type receiptMark struct {
+	conv   chat.ConvID
+	status string
 }
 
 // typingState is one conversation's relayed typing start.

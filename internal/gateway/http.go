@@ -89,14 +89,15 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 	}
 	ws.SetReadLimit(protocol.MaxFrameBytes)
 	c := &conn{
-		s:       s,
-		ws:      ws,
-		user:    user,
-		session: newSessionID(),
-		out:     make(chan []byte, s.cfg.SendQueue),
-		inbox:   make(chan *protocol.Inbound, s.cfg.Inbox),
-		closing: make(chan struct{}),
-		typing:  make(map[chat.ConvID]*typingState),
+		s:        s,
+		ws:       ws,
+		user:     user,
+		session:  newSessionID(),
+		out:      make(chan []byte, s.cfg.SendQueue),
+		inbox:    make(chan *protocol.Inbound, s.cfg.Inbox),
+		closing:  make(chan struct{}),
+		typing:   make(map[chat.ConvID]*typingState),
+		receipts: make(map[receiptMark]int64),
 	}
 	c.writeCtx, c.abortWrite = context.WithCancel(connCtx)
 	c.log = s.log.With("user", user, "session", c.session)

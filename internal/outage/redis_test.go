@@ -177,7 +177,7 @@ func TestWhileRedisIsDownSendsAreAnsweredUnavailableInTimeReadinessFailsAndSends
 	if d := sessAt.Sub(tUp); d > regBound {
 		t.Errorf("the connected clients' sessions were registered again %v after Redis was back, over %v", d.Round(time.Millisecond), regBound)
 	}
-	noteSlowRestore(t, firstOK.At.Sub(tUp))
+	checkRestoreTime(t, firstOK.At.Sub(tUp))
 
 	// Ten more sends once both hold, then the answers: refused (never
 	// with a seq) until the restore, then accepted with the next seqs.
@@ -462,7 +462,7 @@ func TestAfterRedisLostItsDataSendsAreRefusedUntilARouterRestoresTheLog(t *testi
 	if !ok {
 		t.Fatalf("no send was accepted within %v of the router's start; alice: %s", restoreLimit, alice.describe())
 	}
-	noteSlowRestore(t, first.At.Sub(tRouter))
+	checkRestoreTime(t, first.At.Sub(tRouter))
 	t.Logf("first send accepted %v after the router started (%d sends tried since)", first.At.Sub(tRouter).Round(time.Millisecond), len(sends))
 	if first.Seq != lastSeq+1 {
 		t.Errorf("the first send accepted after the restore got seq %d, want %d: %s", first.Seq, lastSeq+1, first.Raw)
