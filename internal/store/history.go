@@ -57,16 +57,27 @@ type Position struct {
 	Offset    int64
 }
 
+// raiseApplied is the Lua prelude of every apply script: it raises the
+// applied offset of a partition (key: hash partition → next offset) unless
+// the partition is "" (a record applied outside the log's order).
+const raiseApplied = `
+local function raise_applied(key, partition, next)
+  if partition == '' then return end
+  local cur = tonumber(redis.call('HGET', key, partition) or '-1')
+  if tonumber(next) > cur then redis.call('HSET', key, partition, next) end
+end
+`
+
+// newApplyScript returns a script whose body may call raise_applied.
+func newApplyScript(body string) *redis.Script { return redis.NewScript(raiseApplied + body) }
+
 // applyMessage adds a message to its conversation's history once (keyed by
 // id), trims the window (recording the highest seq trimmed in KEYS[5]),
 // raises the seq counter, bumps the members' conversation lists and raises
 // the applied offset (KEYS[4], a hash of partition → next offset; ARGV[7],
 // ARGV[8]).
-var applyMessage = redis.NewScript(`
-if ARGV[7] ~= '' then
-  local cur = tonumber(redis.call('HGET', KEYS[4], ARGV[7]) or '-1')
-  if tonumber(ARGV[8]) > cur then redis.call('HSET', KEYS[4], ARGV[7], ARGV[8]) end
-end
+var applyMessage = newApplyScript(`
+raise_applied(KEYS[4], ARGV[7], ARGV[8])
 local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2])
 if added == 1 then
   redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
@@ -210,9 +221,8 @@ func (s *Store) Latest(ctx context.Context, conv chat.ConvID) (int64, error) {
 }
 
 // markApplied raises the applied offset of one partition.
-var markApplied = redis.NewScript(`
-local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
-if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+var markApplied = newApplyScript(`
+raise_applied(KEYS[1], ARGV[1], ARGV[2])
 return 1
 `)
 

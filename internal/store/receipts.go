@@ -6,19 +6,14 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/switchboard-chat/switchboard/internal/chat"
 )
 
 // applyReceipt raises a member's cumulative marks in rcpt:<conv> (fields
 // "<user>|delivered" and "<user>|read"; read raises delivered too) and the
 // applied offset. Marks never go down, so replays are harmless.
-var applyReceipt = redis.NewScript(`
-if ARGV[5] ~= '' then
-  local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[5]) or '-1')
-  if tonumber(ARGV[6]) > cur then redis.call('HSET', KEYS[2], ARGV[5], ARGV[6]) end
-end
+var applyReceipt = newApplyScript(`
+raise_applied(KEYS[2], ARGV[5], ARGV[6])
 local function raise(field)
   local cur = tonumber(redis.call('HGET', KEYS[1], field) or '0')
   if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], field, ARGV[2]) end
@@ -60,11 +55,8 @@ func (s *Store) Receipts(ctx context.Context, conv chat.ConvID) ([]chat.Receipt,
 
 // applyDelete empties a message's body and marks it deleted, if the
 // message is still in the window, and raises the applied offset.
-var applyDelete = redis.NewScript(`
-if ARGV[2] ~= '' then
-  local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '-1')
-  if tonumber(ARGV[3]) > cur then redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) end
-end
+var applyDelete = newApplyScript(`
+raise_applied(KEYS[2], ARGV[2], ARGV[3])
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return 0 end
 local m = cjson.decode(v)

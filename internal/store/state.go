@@ -6,19 +6,14 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/switchboard-chat/switchboard/internal/chat"
 )
 
 // applyEntity keeps the earliest created_at of an entity (KEYS[1] hash,
 // KEYS[2] index zset), stores its description (ARGV[3]) and raises the
 // applied offset (KEYS[3]; ARGV[4], ARGV[5]).
-var applyEntity = redis.NewScript(`
-if ARGV[4] ~= '' then
-  local cur = tonumber(redis.call('HGET', KEYS[3], ARGV[4]) or '-1')
-  if tonumber(ARGV[5]) > cur then redis.call('HSET', KEYS[3], ARGV[4], ARGV[5]) end
-end
+var applyEntity = newApplyScript(`
+raise_applied(KEYS[3], ARGV[4], ARGV[5])
 local cur = tonumber(redis.call('HGET', KEYS[1], 'created_at') or '0')
 local created = tonumber(ARGV[2])
 if cur == 0 or created < cur then
