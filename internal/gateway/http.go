@@ -106,6 +106,11 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 
 // serveConn registers c, runs it and unregisters it.
 func (s *Server) serveConn(ctx context.Context, c *conn) {
+	// hello is queued before the connection joins the hub, so it is always
+	// the first frame; a delivery can arrive as soon as it has joined.
+	c.enqueue(protocol.EncodeHello(protocol.Hello{
+		User: c.user, Server: s.cfg.ServerID, Session: c.session, HeartbeatMS: s.cfg.PingInterval.Milliseconds(),
+	}), essential)
 	s.hub.add(c)
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
 	sessions, err := s.table.AddSession(rctx, c.user, c.session, s.cfg.ServerID)
@@ -119,9 +124,6 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 	}
 	s.m.connects.WithLabelValues("ok").Inc()
 	s.m.connections.Inc()
-	c.enqueue(protocol.EncodeHello(protocol.Hello{
-		User: c.user, Server: s.cfg.ServerID, Session: c.session, HeartbeatMS: s.cfg.PingInterval.Milliseconds(),
-	}), essential)
 	if s.draining.Load() {
 		// Upgraded while the drain took its snapshot of the hub.
 		c.enqueue(encodeReconnect(0), essential)
