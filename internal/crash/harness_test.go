@@ -35,11 +35,9 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/testkit"
 )
 
-func env(key, def string) string { return testkit.Env(key, def) }
-
 var (
-	kafkaAddr = env("SWITCHBOARD_KAFKA", "127.0.0.1:9092")
-	redisAddr = env("SWITCHBOARD_REDIS", "127.0.0.1:6379")
+	kafkaAddr = testkit.KafkaAddr()
+	redisAddr = testkit.RedisAddr()
 	runID     = strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	counter   atomic.Int64
 )
@@ -105,20 +103,8 @@ func newCluster(t *testing.T) *cluster {
 	c := &cluster{
 		t: t, name: name, prefix: "test:" + name + ":", chatLog: "chat-log-" + name, chatState: "chat-state-" + name,
 		bin: gatewayBinary(t), dir: t.TempDir(),
-		rdb: redis.NewClient(&redis.Options{Addr: redisAddr}),
 	}
-	var err error
-	if c.admin, err = kafkabus.NewAdmin(kafkabus.Config{Brokers: []string{kafkaAddr}, ClientID: "crash"}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.rdb.Ping(ctx).Err(); err != nil {
-		t.Fatalf("Redis at %s: %v (make test starts it)", redisAddr, err)
-	}
-	if err := c.admin.Ping(ctx); err != nil {
-		t.Fatalf("Kafka at %s: %v (make test starts it)", kafkaAddr, err)
-	}
+	c.rdb, c.admin = testkit.Connect(t, "crash")
 	c.topics = append(c.topics, c.chatLog, c.chatState)
 	t.Cleanup(c.cleanup)
 	return c

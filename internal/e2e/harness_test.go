@@ -35,7 +35,6 @@ import (
 
 var (
 	kafkaAddr = testkit.KafkaAddr()
-	redisAddr = testkit.RedisAddr()
 	runID     = strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	counter   atomic.Int64
 )
@@ -61,21 +60,9 @@ func newCluster(t *testing.T) *cluster {
 	name := fmt.Sprintf("t%s-%d", runID, counter.Add(1))
 	c := &cluster{
 		t: t, name: name, prefix: "test:" + name + ":", chatLog: "chat-log-" + name, chatState: "chat-state-" + name,
-		rdb: redis.NewClient(&redis.Options{Addr: redisAddr}),
 		log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
-	var err error
-	if c.admin, err = kafkabus.NewAdmin(c.kafka()); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.rdb.Ping(ctx).Err(); err != nil {
-		t.Fatalf("Redis at %s: %v (make test starts it)", redisAddr, err)
-	}
-	if err := c.admin.Ping(ctx); err != nil {
-		t.Fatalf("Kafka at %s: %v (make test starts it)", kafkaAddr, err)
-	}
+	c.rdb, c.admin = testkit.Connect(t, "e2e")
 	c.topics = append(c.topics, c.chatLog, c.chatState)
 	t.Cleanup(c.cleanup)
 	return c

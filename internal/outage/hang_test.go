@@ -46,17 +46,8 @@ func TestWhenKafkaOrRedisHangsSendsAreStillAnsweredWithinTheirTimeoutsAndWorkAga
 	alice, bob := g.dial("alice"), g.dial("bob")
 	conv := chat.DirectConv("alice", "bob")
 	ctx := context.Background()
-	var lastSeq int64
-	for i := 0; i < 3; i++ {
-		cid := fmt.Sprintf("w-%d", i)
-		alice.send(cid, "bob", "before")
-		f := alice.expect(0, 15*time.Second, "warm-up answer", isAnswer(cid))
-		if f.Type != "sent" {
-			t.Fatalf("warm-up send answered %s", f.Raw)
-		}
-		lastSeq = f.Seq
-		bob.expect(0, 15*time.Second, "warm-up delivery", isMessage(cid))
-	}
+	warm := warmUp(t, alice, bob, 3, "before")
+	lastSeq := warm[len(warm)-1].Seq
 	base := settledGoroutines(t)
 	t.Logf("goroutines before: %d", base)
 
@@ -90,20 +81,7 @@ func TestWhenKafkaOrRedisHangsSendsAreStillAnsweredWithinTheirTimeoutsAndWorkAga
 			t.Fatalf("no send succeeded within 60s of %s resuming; alice: %s", which, alice.describe())
 		}
 		t.Logf("%s resumed: first sent %v later", which, recovered.At.Sub(resumedAt).Round(time.Millisecond))
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			n := 0
-			for _, s := range pc.sends() {
-				if s.At.After(recovered.At) {
-					n++
-				}
-			}
-			if n >= 5 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the pacer stalled")
-			}
-		}
+		pc.awaitSendsAfter(t, recovered.At, 5, 30*time.Second)
 		sends := pc.halt(t)
 		deadline := time.Now().Add(2 * bound)
 		for _, s := range sends {

@@ -474,3 +474,21 @@ func awaitGoroutinesAtMost(t *testing.T, limit int, timeout time.Duration) int {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// warmUp sends n direct messages from alice to bob with cids w-0…, and
+// returns the sent frames once each was acknowledged and delivered.
+func warmUp(t *testing.T, alice, bob *peer, n int, body string) []rx {
+	t.Helper()
+	sent := make([]rx, 0, n)
+	for i := 0; i < n; i++ {
+		cid := fmt.Sprintf("w-%d", i)
+		alice.send(cid, "bob", body)
+		f := alice.expect(0, 15*time.Second, "warm-up answer", isAnswer(cid))
+		if f.Type != "sent" {
+			t.Fatalf("warm-up send answered %s", f.Raw)
+		}
+		bob.expect(0, 15*time.Second, "warm-up delivery", isMessage(cid))
+		sent = append(sent, f)
+	}
+	return sent
+}

@@ -3,7 +3,6 @@
 package outage
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -38,17 +37,8 @@ func TestWhileKafkaIsDownForTenSecondsSendsAreAnsweredUnavailableInTimeAndSuccee
 	alice, bob := g.dial("alice"), g.dial("bob")
 	conv := chat.DirectConv("alice", "bob")
 
-	var warmSeq int64
-	for i := 0; i < 3; i++ {
-		cid := fmt.Sprintf("w-%d", i)
-		alice.send(cid, "bob", "before the outage")
-		f := alice.expect(0, 15*time.Second, "warm-up answer", isAnswer(cid))
-		if f.Type != "sent" {
-			t.Fatalf("warm-up send answered %s", f.Raw)
-		}
-		warmSeq = f.Seq
-		bob.expect(0, 15*time.Second, "warm-up delivery", isMessage(cid))
-	}
+	warm := warmUp(t, alice, bob, 3, "before the outage")
+	warmSeq := warm[len(warm)-1].Seq
 	// The router materializes as it goes.
 	for deadline := time.Now().Add(30 * time.Second); in.latestSeq(conv) < warmSeq; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -103,20 +93,7 @@ func TestWhileKafkaIsDownForTenSecondsSendsAreAnsweredUnavailableInTimeAndSuccee
 		recovered.CID, recovered.At.Sub(tUp).Round(time.Millisecond), startTook.Round(time.Millisecond))
 
 	// Keep sending for ten more sends after the recovery, then stop.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		n := 0
-		for _, s := range pc.sends() {
-			if s.At.After(recovered.At) {
-				n++
-			}
-		}
-		if n >= 10 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the pacer stalled: %d sends after the recovery", n)
-		}
-	}
+	pc.awaitSendsAfter(t, recovered.At, 10, 30*time.Second)
 	sends := pc.halt(t)
 	deadline := time.Now().Add(2 * bound)
 	for _, s := range sends {

@@ -49,22 +49,11 @@ func TestWhileRedisIsDownSendsAreAnsweredUnavailableInTimeReadinessFailsAndSends
 	conv := chat.DirectConv("alice", "bob")
 	ctx := context.Background()
 
-	var lastSeq int64
-	var firstSent rx
+	warm := warmUp(t, alice, bob, 3, "before the outage")
+	firstSent, lastSeq := warm[0], warm[len(warm)-1].Seq
 	want := make(map[string]bool) // ids that must be in chat-log
-	for i := 0; i < 3; i++ {
-		cid := fmt.Sprintf("w-%d", i)
-		alice.send(cid, "bob", "before the outage")
-		f := alice.expect(0, 15*time.Second, "warm-up answer", isAnswer(cid))
-		if f.Type != "sent" {
-			t.Fatalf("warm-up send answered %s", f.Raw)
-		}
-		if i == 0 {
-			firstSent = f
-		}
-		lastSeq = f.Seq
+	for _, f := range warm {
 		want[f.ID] = true
-		bob.expect(0, 15*time.Second, "warm-up delivery", isMessage(cid))
 	}
 	if r := g.ready(); r.Status != 200 {
 		t.Fatalf("readyz before the outage: %d %v", r.Status, r.Checks)
@@ -389,21 +378,8 @@ func TestAfterRedisLostItsDataSendsAreRefusedUntilARouterRestoresTheLog(t *testi
 	before := settledGoroutines(t)
 	g := in.startGateway("gw-loss", func(c *gateway.Config) { c.RedisTimeout = redisTimeout })
 	alice, bob := g.dial("alice"), g.dial("bob")
-	var lastSeq int64
-	var firstSent rx
-	for i := 0; i < 3; i++ {
-		cid := fmt.Sprintf("w-%d", i)
-		alice.send(cid, "bob", "before the loss")
-		f := alice.expect(0, 15*time.Second, "warm-up answer", isAnswer(cid))
-		if f.Type != "sent" {
-			t.Fatalf("warm-up send answered %s", f.Raw)
-		}
-		if i == 0 {
-			firstSent = f
-		}
-		lastSeq = f.Seq
-		bob.expect(0, 15*time.Second, "warm-up delivery", isMessage(cid))
-	}
+	warm := warmUp(t, alice, bob, 3, "before the loss")
+	firstSent, lastSeq := warm[0], warm[len(warm)-1].Seq
 
 	in.stopRedis()
 	in.startRedis()

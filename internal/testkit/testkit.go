@@ -78,3 +78,23 @@ func DropNamespace(t testing.TB, admin *kafkabus.Admin, rdb *redis.Client, prefi
 		rdb.Del(ctx, keys...)
 	}
 }
+
+// Connect opens the shared Redis and a Kafka admin client, and fails the
+// test unless both answer within 10s.
+func Connect(t testing.TB, clientID string) (*redis.Client, *kafkabus.Admin) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: RedisAddr()})
+	admin, err := kafkabus.NewAdmin(kafkabus.Config{Brokers: []string{KafkaAddr()}, ClientID: clientID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("Redis at %s: %v (make test starts it)", RedisAddr(), err)
+	}
+	if err := admin.Ping(ctx); err != nil {
+		t.Fatalf("Kafka at %s: %v (make test starts it)", KafkaAddr(), err)
+	}
+	return rdb, admin
+}
