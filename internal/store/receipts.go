@@ -53,10 +53,12 @@ func (s *Store) Receipts(ctx context.Context, conv chat.ConvID) ([]chat.Receipt,
 	return out, nil
 }
 
-// applyDelete empties a message's body and marks it deleted, if the
-// message is still in the window, and raises the applied offset.
+// applyDelete records the id in the deleted set (KEYS[3]), empties the
+// message's body and marks it deleted if the message is still in the
+// window, and raises the applied offset.
 var applyDelete = newApplyScript(`
 raise_applied(KEYS[2], ARGV[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[1])
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return 0 end
 local m = cjson.decode(v)
@@ -70,7 +72,7 @@ return 1
 // the message was in the window.
 func (s *Store) ApplyDelete(ctx context.Context, d *chat.Delete, pos Position) (bool, error) {
 	part, next := posArgs(pos)
-	n, err := applyDelete.Run(ctx, s.rdb, []string{s.key("msg", string(d.Conv)), s.key("applied", pos.Topic)},
+	n, err := applyDelete.Run(ctx, s.rdb, []string{s.key("msg", string(d.Conv)), s.key("applied", pos.Topic), s.DeletedKey(d.Conv)},
 		d.ID, part, next).Int()
 	if err != nil {
 		return false, fmt.Errorf("apply delete %s: %w", d.ID, err)
