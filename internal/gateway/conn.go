@@ -153,7 +153,7 @@ func (c *conn) handle(ctx context.Context, in *protocol.Inbound) bool {
 	switch in.Type {
 	case protocol.TypePing:
 		c.enqueue(protocol.EncodePong(in.T), essential)
-	case protocol.TypeSend, protocol.TypeSync, protocol.TypeReceipt, protocol.TypeTyping:
+	case protocol.TypeSend, protocol.TypeSync, protocol.TypeReceipt, protocol.TypeTyping, protocol.TypeHistory:
 		// Blocking here is flow control: a client that sends faster than
 		// Kafka acknowledges stops being read.
 		select {

@@ -19,6 +19,7 @@ type metrics struct {
 	consumed       prometheus.Counter
 	syncs          *prometheus.CounterVec // result
 	forwarded      prometheus.Counter
+	historyPages   prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, lag func() float64) *metrics {
@@ -46,15 +47,16 @@ func newMetrics(reg prometheus.Registerer, lag func() float64) *metrics {
 		produceLatency: latency("produce_seconds", "Kafka produce latency of one send batch (acks=all)."),
 		redisLatency:   latency("redis_seconds", "Redis round trip of one send batch."),
 		deliverLatency: latency("delivery_seconds", "End-to-end latency from accept to enqueue on the recipient's gateway."),
+		historyPages:   latency("history_page_seconds", "Time to read one history page (window or log)."),
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
-			Name: "syncs_total", Help: "Syncs by result (ok, stale: the views lagged past SyncWait, failed)."}, []string{"result"}),
+			Name: "syncs_total", Help: "Syncs and history requests by result (ok, stale: the views lagged past SyncWait, rebuilding: refused while the views are rebuilt, failed)."}, []string{"result"}),
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "forwarded_total", Help: "Copies re-routed once to the gateway their recipient moved to."}),
 		consumed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "consumed_total", Help: "Records consumed from this gateway's topic."}),
 	}
 	reg.MustRegister(m.connections, m.connects, m.disconnects, m.framesIn, m.framesOut, m.sends, m.drops,
-		m.produceLatency, m.redisLatency, m.deliverLatency, m.consumed, m.syncs, m.forwarded,
+		m.produceLatency, m.redisLatency, m.deliverLatency, m.consumed, m.syncs, m.forwarded, m.historyPages,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "consumer_lag", Help: "Records behind the end of this gateway's topic."}, lag))
 	return m

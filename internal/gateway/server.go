@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/internal/auth"
 	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/history"
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
 	"github.com/switchboard-chat/switchboard/internal/relay"
 	"github.com/switchboard-chat/switchboard/internal/route"
@@ -151,6 +152,8 @@ type Server struct {
 	gatherer prometheus.Gatherer
 	table    *route.Table
 	store    *store.Store
+	history  *history.Reader
+	logRead  *kafkabus.Reader // chat-log by offset, for history
 	relay    *relay.Relay
 	admin    *kafkabus.Admin
 	producer *kafkabus.Producer
@@ -188,6 +191,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	logRead, err := kafkabus.NewReader(deps.Kafka, kafkabus.ReaderConfig{Topic: cfg.ChatLogTopic})
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("HTTP_ADDR %s: %w", cfg.Addr, err)
@@ -198,6 +205,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		gatherer: gatherer,
 		table:    route.New(deps.Redis, deps.Route),
 		store:    store.New(deps.Redis, store.Config{Prefix: deps.Route.Prefix}),
+		logRead:  logRead,
 		admin:    admin,
 		producer: producer,
 		kafka:    deps.Kafka,
@@ -208,6 +216,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		forwards: make(chan forward, forwardQueue),
 	}
 	s.relay = relay.New(s.table, producer)
+	s.history = history.New(s.store, logRead)
 	s.m = newMetrics(reg, func() float64 {
 		if c := s.consumer.Load(); c != nil {
 			return float64(c.Lag())
@@ -302,6 +311,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.finish()
 	s.admin.Close()
+	_ = s.logRead.Close()
 	return err
 }
 

@@ -21,6 +21,8 @@ func (s *Server) handleRequest(ctx context.Context, c *conn, in *protocol.Inboun
 		s.processReceipt(ctx, c, in)
 	case protocol.TypeTyping:
 		s.processTyping(ctx, c, in)
+	case protocol.TypeHistory:
+		s.processHistory(ctx, c, in)
 	}
 }
 
@@ -32,6 +34,9 @@ func (s *Server) handleRequest(ctx context.Context, c *conn, in *protocol.Inboun
 // router has applied the log that far, so synced never reports less than
 // what was acknowledged.
 func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound) {
+	if !s.waitRebuilt(ctx, c) {
+		return
+	}
 	if !s.waitApplied(ctx, c) {
 		s.m.syncs.WithLabelValues("stale").Inc()
 	}
@@ -77,31 +82,27 @@ func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound)
 			}
 			continue
 		}
-		// Everything after since that the views hold, page by page.
-		trimmed, err := s.store.Trimmed(ctx, conv)
-		if err != nil {
-			s.syncFailed(c, err)
-			return
-		}
-		if trimmed > since {
-			if truncated == nil {
-				truncated = make(map[chat.ConvID]int64)
-			}
-			truncated[conv] = trimmed
-		}
+		// Everything after since, page by page: from the log through the
+		// seq index below the window, then from the window.
 		for after := since; after < top; {
-			msgs, err := s.store.History(ctx, conv, after, syncBatch)
+			p, err := s.history.After(ctx, conv, after, syncBatch)
 			if err != nil {
 				s.syncFailed(c, err)
 				return
 			}
-			if len(msgs) == 0 {
-				break
+			if p.Truncated > 0 {
+				if truncated == nil {
+					truncated = make(map[chat.ConvID]int64)
+				}
+				truncated[conv] = max(truncated[conv], p.Truncated)
 			}
-			if !send(msgs) {
+			if len(p.Messages) > 0 && !send(p.Messages) {
 				return
 			}
-			after = msgs[len(msgs)-1].Seq
+			if p.Next <= after {
+				break
+			}
+			after = p.Next
 		}
 	}
 	if !s.syncMarks(ctx, c, convs) {

@@ -17,6 +17,8 @@ const (
 	MaxFrameBytes = 64 << 10 // one WebSocket frame; larger closes with 1009
 	MaxCIDLen     = 64       // a client's send id
 	MaxSyncConvs  = 1000     // conversations named in one sync
+	MaxPage       = 100      // messages in one history page
+	DefaultPage   = 50       // messages in a history page when limit is absent
 )
 
 // Client frame types.
@@ -26,6 +28,7 @@ const (
 	TypeTyping  = "typing"
 	TypeSync    = "sync"
 	TypePing    = "ping"
+	TypeHistory = "history"
 )
 
 // Inbound is a decoded, validated client frame. Only the fields of its Type
@@ -42,6 +45,8 @@ type Inbound struct {
 	State  string // typing: start or stop
 	Since  map[chat.ConvID]int64
 	Only   bool            // sync: only the conversations named in Since
+	Before int64           // history: messages below this seq; 0 = the newest
+	Limit  int             // history: page size, 1..MaxPage
 	T      json.RawMessage // ping: echoed as is
 	// Received is when the server read the frame (set by the server, not
 	// decoded); request deadlines count from it.
@@ -60,6 +65,8 @@ type rawInbound struct {
 	Since  map[string]int64 `json:"since"`
 	Only   bool             `json:"only"`
 	T      json.RawMessage  `json:"t"`
+	Before *int64           `json:"before"`
+	Limit  *int             `json:"limit"`
 }
 
 // Decode parses and validates one client frame. A returned error is always
@@ -86,6 +93,8 @@ func Decode(data []byte) (*Inbound, error) {
 		err = decodeSync(&raw, in)
 	case TypePing:
 		err = decodePing(&raw, in)
+	case TypeHistory:
+		err = decodeHistory(&raw, in)
 	case "":
 		err = Errorf(CodeBadRequest, "missing field type")
 	default:
@@ -186,6 +195,30 @@ func decodeSync(raw *rawInbound, in *Inbound) *Error {
 	in.Only = raw.Only
 	if in.Only && len(in.Since) == 0 {
 		return Errorf(CodeBadRequest, "only needs at least one conversation in since")
+	}
+	return nil
+}
+
+func decodeHistory(raw *rawInbound, in *Inbound) *Error {
+	if raw.Conv == nil {
+		return Errorf(CodeBadRequest, "missing field conv")
+	}
+	c, err := chat.ParseConvID(*raw.Conv)
+	if err != nil {
+		return Errorf(CodeBadRequest, "conv: %v", err)
+	}
+	in.Conv, in.Limit = c, DefaultPage
+	if raw.Before != nil {
+		if *raw.Before < 1 {
+			return Errorf(CodeBadRequest, "before must be a positive integer")
+		}
+		in.Before = *raw.Before
+	}
+	if raw.Limit != nil {
+		if *raw.Limit < 1 || *raw.Limit > MaxPage {
+			return Errorf(CodeBadRequest, "limit must be from 1 to %d", MaxPage)
+		}
+		in.Limit = *raw.Limit
 	}
 	return nil
 }

@@ -38,6 +38,28 @@ type Synced struct {
 	Truncated map[chat.ConvID]int64 `json:"truncated,omitempty"`
 }
 
+// History answers a history request: one page, newest first.
+type History struct {
+	Conv chat.ConvID `json:"conv"`
+	// Before echoes the request's before (absent for the newest page).
+	Before   int64           `json:"before,omitempty"`
+	Messages []*chat.Message `json:"messages"`
+	// NextBefore is the before of the next older page; absent at the
+	// start of the conversation.
+	NextBefore int64 `json:"next_before,omitempty"`
+	// Truncated is the highest seq of this page's range that the log no
+	// longer retains: nothing older can be read.
+	Truncated int64 `json:"truncated,omitempty"`
+}
+
+// EncodeHistory encodes a history frame.
+func EncodeHistory(h History) []byte {
+	if h.Messages == nil {
+		h.Messages = []*chat.Message{}
+	}
+	return encode("history", &h)
+}
+
 // EncodeHello encodes a hello frame.
 func EncodeHello(h Hello) []byte { return encode("hello", &h) }
 

@@ -122,3 +122,16 @@ func (s *Store) Rebuilding(ctx context.Context) (bool, error) {
 	}
 	return n == 1, nil
 }
+
+// Before returns up to limit messages of conv that the window holds with
+// seq < before, newest first.
+func (s *Store) Before(ctx context.Context, conv chat.ConvID, before int64, limit int) ([]*chat.Message, error) {
+	ids, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: s.key("hist", string(conv)), ByScore: true, Rev: true,
+		Start: "(" + strconv.FormatInt(before, 10), Stop: "-inf", Count: int64(limit),
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("history %s: %w", conv, err)
+	}
+	return s.messages(ctx, conv, ids)
+}

@@ -45,6 +45,10 @@ type Frame struct {
 	AfterMS int64            `json:"after_ms,omitempty"`
 	Reason  string           `json:"reason,omitempty"`
 	T       json.RawMessage  `json:"t,omitempty"`
+	// history
+	Before     int64   `json:"before,omitempty"`
+	Messages   []Frame `json:"messages,omitempty"`
+	NextBefore int64   `json:"next_before,omitempty"`
 	// Raw is the frame as received.
 	Raw []byte `json:"-"`
 }
