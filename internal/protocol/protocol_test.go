@@ -37,6 +37,12 @@ func TestDecodeRejectsBadFramesWithTheRightCode(t *testing.T) {
 		{"sync with a bad conversation", `{"type":"sync","since":{"nope":1}}`, CodeBadRequest, ""},
 		{"sync with a negative seq", `{"type":"sync","since":{"public":-1}}`, CodeBadRequest, ""},
 		{"ping with a string", `{"type":"ping","t":"x"}`, CodeBadRequest, ""},
+		{"history without conv", `{"type":"history"}`, CodeBadRequest, ""},
+		{"history of an invalid conversation", `{"type":"history","conv":"room"}`, CodeBadRequest, ""},
+		{"history before 0", `{"type":"history","conv":"public","before":0}`, CodeBadRequest, ""},
+		{"history with limit 0", `{"type":"history","conv":"public","limit":0}`, CodeBadRequest, ""},
+		{"history with limit 101", `{"type":"history","conv":"public","limit":101}`, CodeBadRequest, ""},
+		{"history with a string limit", `{"type":"history","conv":"public","limit":"5"}`, CodeBadRequest, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Decode([]byte(tc.frame))
@@ -68,6 +74,14 @@ func TestDecodeAcceptsValidFrames(t *testing.T) {
 	in, err = Decode([]byte(`{"type":"ping","t":12.5}`))
 	if err != nil || string(in.T) != "12.5" {
 		t.Fatalf("ping: %+v %v", in, err)
+	}
+	in, err = Decode([]byte(`{"type":"history","conv":"dm:a:b"}`))
+	if err != nil || in.Conv != "dm:a:b" || in.Before != 0 || in.Limit != DefaultPage {
+		t.Fatalf("history with defaults: %+v %v", in, err)
+	}
+	in, err = Decode([]byte(`{"type":"history","conv":"public","before":77,"limit":100}`))
+	if err != nil || in.Before != 77 || in.Limit != 100 {
+		t.Fatalf("history: %+v %v", in, err)
 	}
 	in, err = Decode([]byte(`{"type":"receipt","conv":"dm:a:b","seq":3,"status":"read"}`))
 	if err != nil || in.Seq != 3 || in.Status != "read" {
