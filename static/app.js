@@ -14,6 +14,7 @@
   const SYNC_TIMEOUT_MS = 20000;
   const MAX_AUTO_RETRIES = 5;
   const KEEP_IN_MEMORY = 1000, KEEP_STORED = 100; // messages per conversation
+  const PAGE = 50; // messages per history page
   const RETRYABLE = new Set(['rate_limited', 'unavailable', 'internal']);
   const AUTH_CLOSE_RE = /auth|token|user|credential|login|unauthori[sz]ed/i;
   const KEY_USER = 'switchboard:user';
@@ -44,6 +45,7 @@
     banners: [],
     dirty: new Set(), frame: 0, saveTimer: 0,
     stick: true, // scroll the message list to the bottom on its next render
+    anchor: null, // {conv, height, top}: keep the view in place after earlier messages load
   };
 
   // ---- small helpers ----
@@ -142,13 +144,54 @@
         read: 0, sentRead: 0, sentDelivered: 0, receiptAt: 0, receiptTimer: 0, // my receipts
         marks: new Map(), // other member -> {delivered, read}
         typing: new Map(), // user -> timer that clears the indicator
+        keep: KEEP_IN_MEMORY, // raised by loading earlier pages
+        older: 'more', // earlier history: 'more' to load, 'loading', or 'done'
       });
       invalidate('convs');
-      // A direct conversation new to this client: ask for its history, the peer's marks and
-      // whether the peer is online (the answer's synced is not needed).
-      if (kindOf(id) === 'direct' && state.conn.ready) send({ type: 'sync', since: { [id]: 0 }, only: true });
+      // A direct conversation new to this client: its newest page, then (see the history
+      // handler) the peer's marks and whether the peer is online.
+      if (kindOf(id) === 'direct' && state.conn.ready) loadHistory(state.convs.get(id), true);
     }
     return state.convs.get(id);
+  }
+
+  // loadHistory asks for the page below the oldest message held (newest: the newest page).
+  function loadHistory(c, newest) {
+    if (state.unsupported.has('history')) { // an older server: the recent window by sync
+      if (newest) send({ type: 'sync', since: { [c.id]: 0 }, only: true });
+      return;
+    }
+    if (c.older === 'loading') return;
+    const frame = { type: 'history', conv: c.id, limit: PAGE };
+    if (!newest && c.messages.length) frame.before = c.messages[0].seq;
+    if (send(frame)) { c.older = 'loading'; c.newestPending = newest; invalidate('older'); }
+  }
+
+  function onHistory(f) {
+    if (typeof f.conv !== 'string' || !Array.isArray(f.messages)) return;
+    const c = ensureConv(f.conv);
+    const newest = c.newestPending && !f.before;
+    c.keep = Math.max(c.keep, c.messages.length + f.messages.length);
+    if (!newest && state.selected === c.id) {
+      const list = $('#messages');
+      state.anchor = { conv: c.id, height: list.scrollHeight, top: list.scrollTop };
+    }
+    let top = 0;
+    for (const m of f.messages) {
+      if (typeof m.id !== 'string' || typeof m.seq !== 'number') continue;
+      insertMessage(c, m);
+      top = Math.max(top, m.seq);
+    }
+    c.older = f.next_before ? 'more' : 'done';
+    if (newest) {
+      // Everything up to the newest page is held (older pages load on demand); then the
+      // peer's marks, presence and anything newer come by sync (its synced is not needed).
+      c.newestPending = false;
+      if (top > c.last) c.last = top;
+      if (c.kind === 'direct') send({ type: 'sync', since: { [c.id]: c.last }, only: true });
+    }
+    afterChange(c);
+    invalidate('older');
   }
 
   // insertMessage dedupes by id, keeps seq order and returns whether anything changed.
@@ -169,7 +212,7 @@
     c.messages.splice(lo, 0, msg);
     c.byId.set(msg.id, msg);
     c.seqs.add(msg.seq);
-    while (c.messages.length > KEEP_IN_MEMORY) {
+    while (c.messages.length > c.keep) {
       const gone = c.messages.shift();
       c.byId.delete(gone.id);
       c.seqs.delete(gone.seq);
@@ -416,6 +459,7 @@
       afterChange(c);
     },
     synced: onSynced,
+    history: onHistory,
     error(f) {
       const entry = f.cid && state.outbox.get(f.cid);
       if (entry) {
@@ -424,6 +468,15 @@
         scheduleAutoRetry(entry, Number(f.retry_after_ms) || 0);
         invalidate('messages');
         scheduleSave();
+      } else if (!f.cid && f.code === 'bad_request' && /"history"/.test(f.message || '')) {
+        // An older server without history pages: fall back to the recent window by sync.
+        state.unsupported.add('history');
+        for (const c of state.convs.values()) {
+          if (c.older !== 'loading') continue;
+          c.older = 'done';
+          if (c.newestPending) { c.newestPending = false; loadHistory(c, true); }
+        }
+        invalidate('older');
       } else if (!f.cid && /^(\w+) is not supported by this server/.test(f.message || '')) {
         // Feature detection: stop sending a frame type this server lacks.
         const type = /^(\w+)/.exec(f.message)[1];
@@ -654,7 +707,7 @@
   // ---- rendering ----
   const RENDER = {
     view: renderView, status: renderStatus, banners: renderBanners, convs: renderConvs, conv: renderConvHeader,
-    messages: renderMessages, typing: renderTyping, composer: renderComposer,
+    messages: renderMessages, typing: renderTyping, composer: renderComposer, older: renderOlder,
   };
   let msgNodes = new Map(); // message key -> {node, sig}, for the selected conversation
 
@@ -803,8 +856,23 @@
     while (cursor) { const after = cursor.nextSibling; cursor.remove(); cursor = after; }
     msgNodes = next;
     $('#empty').hidden = items.length > 0;
-    if (nearBottom) list.scrollTop = list.scrollHeight;
-    state.stick = false;
+    const anchor = state.anchor;
+    if (anchor && anchor.conv === c.id) {
+      // Earlier messages went in above: keep the ones on screen where they were.
+      list.scrollTop = list.scrollHeight - anchor.height + anchor.top;
+    } else if (nearBottom) list.scrollTop = list.scrollHeight;
+    Object.assign(state, { stick: false, anchor: null });
+    renderOlder();
+  }
+
+  // renderOlder shows "Load earlier messages" while the conversation has older pages.
+  function renderOlder() {
+    const c = state.convs.get(state.selected);
+    const button = $('#older');
+    const first = c && c.messages[0];
+    button.hidden = !first || first.seq <= 1 || c.older === 'done' || state.unsupported.has('history');
+    button.disabled = !!c && c.older === 'loading';
+    button.textContent = button.disabled ? 'Loading…' : 'Load earlier messages';
   }
 
   function renderTyping() {
@@ -870,6 +938,10 @@
     $('#switch-user').addEventListener('click', () => logout(''));
     $('#dm-form').addEventListener('submit', onDmSubmit);
     $('#messages').addEventListener('click', onMessagesClick);
+    $('#older').addEventListener('click', () => {
+      const c = state.convs.get(state.selected);
+      if (c) loadHistory(c, false);
+    });
     $('#composer').addEventListener('submit', (ev) => { ev.preventDefault(); submitMessage(); });
     $('#body').addEventListener('keydown', onBodyKeydown);
     $('#body').addEventListener('input', onComposerInput);

@@ -41,7 +41,7 @@ var (
 
 // cluster is one test's isolated Switchboard deployment.
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	name    string
 	prefix  string
 	chatLog string
@@ -55,7 +55,7 @@ type cluster struct {
 	historyWindow int
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	name := fmt.Sprintf("t%s-%d", runID, counter.Add(1))
 	c := &cluster{
@@ -226,12 +226,12 @@ func (c *cluster) store() *store.Store { return store.New(c.rdb, store.Config{Pr
 func (c *cluster) table() *route.Table { return route.New(c.rdb, c.routeConfig()) }
 
 // eventually polls cond until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	testkit.Eventually(t, timeout, what, cond)
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -239,7 +239,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // expect reads frames from cl until one matches, failing after timeout.
-func expect(t *testing.T, cl *wsclient.Client, what string, match func(wsclient.Frame) bool) wsclient.Frame {
+func expect(t testing.TB, cl *wsclient.Client, what string, match func(wsclient.Frame) bool) wsclient.Frame {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

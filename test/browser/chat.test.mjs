@@ -32,6 +32,8 @@ const RUN = randomBytes(4).toString('hex');
 const ALICE = `alice-${RUN}`; // "alice-…" < "bob-…", so the DM id is dm:alice-…:bob-…
 const BOB = `bob-${RUN}`;
 const PROBE = `probe-${RUN}`; // a third user, for a raw protocol connection
+const CAROL = `carol-${RUN}`; // sends dave a long history over a raw connection
+const DAVE = `dave-${RUN}`; // logs in afterwards and pages back through it
 const DM = ALICE < BOB ? `dm:${ALICE}:${BOB}` : `dm:${BOB}:${ALICE}`;
 
 const CHROMIUM_ARGS = [
@@ -389,6 +391,55 @@ describe('web client against two gateways', { timeout: 5 * TEST_MS }, () => {
     await alice.waitSent(cid);
     const got = await bob.waitMessage(max);
     assert.equal(got.from, ALICE);
+  });
+
+  test('earlier messages load page by page, back to the first', { timeout: TEST_MS }, async () => {
+    // carol sends dave 130 messages while dave is away (a raw connection in alice's page).
+    const sent = await alice.page.evaluate((from, to, n, ms) => new Promise((resolve, reject) => {
+      const ws = new WebSocket(`ws://${location.host}/ws?user=${from}`);
+      let acked = 0;
+      const timer = setTimeout(() => { ws.close(); reject(new Error(`only ${acked} of ${n} sends acknowledged`)); }, ms);
+      ws.onerror = () => { clearTimeout(timer); reject(new Error('the sender connection failed')); };
+      ws.onmessage = (ev) => {
+        const f = JSON.parse(ev.data);
+        if (f.type === 'hello') {
+          for (let i = 1; i <= n; i++) ws.send(JSON.stringify({ type: 'send', cid: `older-${i}`, to, body: `older ${i}` }));
+        } else if (f.type === 'sent' && ++acked === n) {
+          clearTimeout(timer);
+          ws.close(1000);
+          resolve(acked);
+        } else if (f.type === 'error') {
+          clearTimeout(timer);
+          reject(new Error(`send refused: ${ev.data}`));
+        }
+      };
+    }), CAROL, DAVE, 130, WAIT_MS);
+    assert.equal(sent, 130);
+    const dave = new Client(DAVE, GW2);
+    await dave.start();
+    try {
+      await dave.login();
+      const conv = CAROL < DAVE ? `dm:${CAROL}:${DAVE}` : `dm:${DAVE}:${CAROL}`;
+      await dave.openConv(conv);
+      const seqs = () => dave.page.$$eval('#messages > li', (lis) => lis.map((li) => Number(li.dataset.seq)));
+      // A sync gives a new device the newest 50; each click one page more.
+      for (const want of [50, 100, 130]) {
+        await dave.waitFor(`${want} messages on screen`, (n) => document.querySelectorAll('#messages > li').length === n, want);
+        if (want < 130) {
+          await dave.waitFor('the "Load earlier messages" button', () => {
+            const b = document.querySelector('#older');
+            return b && !b.hidden && !b.disabled;
+          });
+          await dave.page.click('#older');
+        }
+      }
+      assert.deepEqual(await seqs(), Array.from({ length: 130 }, (_, i) => i + 1), 'every message once, in order');
+      assert.equal(await dave.page.$eval('#messages > li .msg-body', (el) => el.textContent), 'older 1');
+      await dave.waitFor('the button to go at the first message', () => document.querySelector('#older').hidden);
+      assert.deepEqual(dave.pageErrors, [], 'no uncaught errors in dave\'s page');
+    } finally {
+      await dave.stop();
+    }
   });
 
   test('screenshots of both windows', { timeout: TEST_MS }, async () => {
