@@ -11,6 +11,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"time"
 
 	"github.com/switchboard-chat/switchboard/internal/config"
 	"github.com/switchboard-chat/switchboard/internal/route"
@@ -54,6 +55,11 @@ func run(ctx context.Context, args []string) error {
 		JanitorInterval:   cfg.JanitorInterval,
 		DeadAfter:         cfg.DeadAfter,
 		OrphanGrace:       cfg.OrphanGrace,
+
+		CheckpointTopic:    cfg.CheckpointTopic,
+		CheckpointInterval: cfg.CheckpointInterval,
+		RestoreGrace:       cfg.ProduceTimeout,
+		DedupeLookback:     cfg.DedupeLookback,
 	}, router.Deps{
 		Logger:   log,
 		Registry: deps.Registry,
@@ -70,7 +76,8 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("rebuilt: %d view keys deleted, %d records replayed\n", st.KeysDeleted, st.Records)
+		fmt.Printf("rebuilt: %d view keys deleted, %d records replayed in %v (%.0f records/s)\n",
+			st.KeysDeleted, st.Records, st.Took.Round(time.Millisecond), st.Rate())
 		return nil
 	}
 	return r.Run(ctx)

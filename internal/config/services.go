@@ -100,15 +100,26 @@ type Router struct {
 	DeadAfter       time.Duration // ROUTER_DEAD_AFTER
 	OrphanGrace     time.Duration // ROUTER_ORPHAN_GRACE
 	HistoryWindow   int           // ROUTER_HISTORY_WINDOW
+
+	CheckpointTopic    string        // KAFKA_CHECKPOINT_TOPIC ("": chat-checkpoint)
+	CheckpointInterval time.Duration // ROUTER_CHECKPOINT_INTERVAL
+	// ProduceTimeout is the gateways' KAFKA_PRODUCE_TIMEOUT: after a Redis
+	// loss the router waits this long before sends are accepted again.
+	ProduceTimeout time.Duration // KAFKA_PRODUCE_TIMEOUT
+	DedupeLookback time.Duration // ROUTER_DEDUPE_LOOKBACK
 }
 
 var routerDefaults = map[string]any{
-	"http_addr":               ":9090",
-	"router.group_id":         "router",
-	"router.janitor_interval": "5s",
-	"router.dead_after":       "0s",
-	"router.orphan_grace":     "1h",
-	"router.history_window":   1000,
+	"http_addr":                  ":9090",
+	"router.group_id":            "router",
+	"router.janitor_interval":    "5s",
+	"router.dead_after":          "0s",
+	"router.orphan_grace":        "1h",
+	"router.history_window":      1000,
+	"kafka.checkpoint_topic":     "",
+	"router.checkpoint_interval": "10s",
+	"kafka.produce_timeout":      "5s",
+	"router.dedupe_lookback":     "60s",
 }
 
 // LoadRouter loads the router's configuration.
@@ -121,15 +132,22 @@ func LoadRouter(file string, required bool) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Router{Common: c, GroupID: v.GetString("router.group_id"), HistoryWindow: v.GetInt("router.history_window")}
-	if r.JanitorInterval, err = duration(v, "router.janitor_interval"); err != nil {
-		return nil, err
-	}
-	if r.DeadAfter, err = duration(v, "router.dead_after"); err != nil {
-		return nil, err
-	}
-	if r.OrphanGrace, err = duration(v, "router.orphan_grace"); err != nil {
-		return nil, err
+	r := &Router{Common: c, GroupID: v.GetString("router.group_id"), HistoryWindow: v.GetInt("router.history_window"),
+		CheckpointTopic: v.GetString("kafka.checkpoint_topic")}
+	for _, d := range []struct {
+		key string
+		dst *time.Duration
+	}{
+		{"router.janitor_interval", &r.JanitorInterval},
+		{"router.dead_after", &r.DeadAfter},
+		{"router.orphan_grace", &r.OrphanGrace},
+		{"router.checkpoint_interval", &r.CheckpointInterval},
+		{"kafka.produce_timeout", &r.ProduceTimeout},
+		{"router.dedupe_lookback", &r.DedupeLookback},
+	} {
+		if *d.dst, err = duration(v, d.key); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }

@@ -105,7 +105,7 @@ func newCluster(t *testing.T) *cluster {
 		bin: gatewayBinary(t), dir: t.TempDir(),
 	}
 	c.rdb, c.admin = testkit.Connect(t, "crash")
-	c.topics = append(c.topics, c.chatLog, c.chatState)
+	c.topics = append(c.topics, c.chatLog, c.chatState, c.chatLog+"-checkpoint") // the router's default checkpoint topic
 	t.Cleanup(c.cleanup)
 	return c
 }

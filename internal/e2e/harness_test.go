@@ -63,7 +63,7 @@ func newCluster(t testing.TB) *cluster {
 		log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	c.rdb, c.admin = testkit.Connect(t, "e2e")
-	c.topics = append(c.topics, c.chatLog, c.chatState)
+	c.topics = append(c.topics, c.chatLog, c.chatState, c.chatLog+"-checkpoint") // the router's default checkpoint topic
 	t.Cleanup(c.cleanup)
 	return c
 }

@@ -16,9 +16,10 @@ type TopicSpec struct {
 	Partitions int // default 1
 	// Retention is how long records are kept; 0 keeps them forever.
 	Retention time.Duration
-	// Segment is how often a segment is rolled; Kafka deletes only closed
-	// segments, so it is capped at Retention. Default: Retention/4, or
-	// Kafka's default when records are kept forever.
+	// Segment is how often a segment is rolled; Kafka deletes (and
+	// compacts) only closed segments, so it is capped at Retention.
+	// Default: Retention/4, or Kafka's default when records are kept
+	// forever or compacted.
 	Segment time.Duration
 	// Compact makes the topic compacted instead of time-retained.
 	Compact bool
@@ -34,6 +35,9 @@ func (s TopicSpec) config() kafka.TopicConfig {
 	switch {
 	case s.Compact:
 		add("cleanup.policy", "compact")
+		if s.Segment > 0 { // only closed segments are compacted
+			add("segment.ms", strconv.FormatInt(s.Segment.Milliseconds(), 10))
+		}
 	case s.Retention > 0:
 		add("cleanup.policy", "delete")
 		add("retention.ms", strconv.FormatInt(s.Retention.Milliseconds(), 10))

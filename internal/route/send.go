@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -163,18 +162,7 @@ func (t *Table) MarkAcked(ctx context.Context, sends []Acked) error {
 // dedupe TTL. A rebuild calls it, so that retries stay idempotent across a
 // Redis data loss.
 func (t *Table) RestoreDedupe(ctx context.Context, m *chat.Message) error {
-	if m.CID == "" {
-		return nil
-	}
-	left := t.cfg.DedupeTTL - t.now().Sub(time.UnixMilli(m.TS))
-	if left <= 0 {
-		return nil
-	}
-	rec := m.ID + "|" + strconv.FormatInt(m.Seq, 10) + "|" + strconv.FormatInt(m.TS, 10) + "|a"
-	if err := t.rdb.SetNX(ctx, t.dedupeKey(m.From, m.CID), rec, left).Err(); err != nil {
-		return fmt.Errorf("restore dedupe %s: %w", m.ID, err)
-	}
-	return nil
+	return t.RestoreDedupes(ctx, []*chat.Message{m})
 }
 
 // Seqs returns the seq counters of convs (0 for none yet), in one round

@@ -314,3 +314,83 @@ func (t *Table) MarkRestoredIfLogEmpty(ctx context.Context, end func(context.Con
 	}
 	return true, t.MarkRestored(ctx)
 }
+
+// raiseSeqs raises each counter KEYS[i] to ARGV[i] unless it is higher.
+var raiseSeqs = redis.NewScript(`
+for i = 1, #KEYS do
+  local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tonumber(ARGV[i]) > cur then redis.call('SET', KEYS[i], ARGV[i]) end
+end
+return 1
+`)
+
+// RaiseSeqs raises the seq counters to the given values where they are
+// lower (never lowering one), in batches of 1000 counters per script.
+func (t *Table) RaiseSeqs(ctx context.Context, seqs map[chat.ConvID]int64) error {
+	if err := raiseSeqs.Load(ctx, t.rdb).Err(); err != nil {
+		return fmt.Errorf("raise seqs: %w", err)
+	}
+	pipe := t.rdb.Pipeline()
+	keys, args := make([]string, 0, 1000), make([]any, 0, 1000)
+	for c, seq := range seqs {
+		keys, args = append(keys, t.SeqKey(c)), append(args, seq)
+		if len(keys) == cap(keys) {
+			raiseSeqs.EvalSha(ctx, pipe, keys, args...)
+			keys, args = make([]string, 0, 1000), make([]any, 0, 1000)
+		}
+	}
+	if len(keys) > 0 {
+		raiseSeqs.EvalSha(ctx, pipe, keys, args...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return fmt.Errorf("raise seqs: %w", err)
+	}
+	return nil
+}
+
+// RestoreDedupes records each message's (sender, cid) as acknowledged, as
+// the send path did when it was sent, unless a record exists or the
+// message is older than the dedupe TTL; pipelined. A restore and a rebuild
+// call it, so that retries stay idempotent across a Redis data loss.
+func (t *Table) RestoreDedupes(ctx context.Context, msgs []*chat.Message) error {
+	pipe := t.rdb.Pipeline()
+	n := 0
+	now := t.now()
+	for _, m := range msgs {
+		left := t.cfg.DedupeTTL - now.Sub(time.UnixMilli(m.TS))
+		if m.CID == "" || left <= 0 {
+			continue
+		}
+		rec := m.ID + "|" + strconv.FormatInt(m.Seq, 10) + "|" + strconv.FormatInt(m.TS, 10) + "|a"
+		pipe.SetNX(ctx, t.dedupeKey(m.From, m.CID), rec, left)
+		if n++; n%5000 == 0 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				return fmt.Errorf("restore dedupe: %w", err)
+			}
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("restore dedupe: %w", err)
+	}
+	return nil
+}
+
+// markRestoredHolding sets the restored marker (KEYS[1]) only while the
+// lock KEYS[2] is held by ARGV[1].
+var markRestoredHolding = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+`)
+
+// MarkRestoredHolding sets the restored marker only while the lock key is
+// held by owner: a restore that Redis lost its data again under (taking
+// the lock with it) must not vouch for counters it did not raise. It
+// reports whether the marker was set.
+func (t *Table) MarkRestoredHolding(ctx context.Context, lockKey, owner string) (bool, error) {
+	n, err := markRestoredHolding.Run(ctx, t.rdb, []string{t.restoredKey(), lockKey}, owner, t.now().UnixMilli()).Int()
+	if err != nil {
+		return false, fmt.Errorf("mark restored: %w", err)
+	}
+	return n == 1, nil
+}

@@ -2,7 +2,10 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
@@ -10,88 +13,343 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/store"
 )
 
+// lockTTL is how long the rebuilding lock outlives a router that died
+// holding it; a running rebuild refreshes it every lockTTL/3.
+const lockTTL = 30 * time.Second
+
 // RebuildStats says what a rebuild did.
 type RebuildStats struct {
 	KeysDeleted int
-	Records     int
+	// Records is how many chat-log and chat-state records were replayed.
+	Records int
+	// Restore is set when the seq counters had to be restored first
+	// (Redis had lost its data).
+	Restore *RestoreStats
+	// Took is the whole rebuild, restore included.
+	Took time.Duration
 }
 
-// Rebuild deletes the materialized views and replays chat-log from its
-// earliest retained offsets up to its end at the start of the rebuild,
-// outside the router's consumer group. Running routers may apply records
-// at the same time; every apply is idempotent, so the result is the same.
-// The seq counters are only raised, never deleted; the dedupe records of
-// the last 24 h are restored; then the restored marker is set.
+// Rate returns the records replayed per second.
+func (s RebuildStats) Rate() float64 {
+	if s.Took <= 0 {
+		return 0
+	}
+	return float64(s.Records) / s.Took.Seconds()
+}
+
+// Rebuild deletes the materialized views and replays chat-log and
+// chat-state from their earliest retained offsets up to their end at the
+// start of the rebuild, outside the router's consumer group, in bulk.
+// Running routers may apply records at the same time; every write is
+// idempotent and raise-only, so the result is the same. The seq counters
+// are only raised, never deleted; when the restored marker is missing
+// they are restored first (as after a Redis loss), and the dedupe records
+// of the last 24 h are restored by the replay. The rebuilding lock is held
+// throughout.
 func (r *Router) Rebuild(ctx context.Context) (RebuildStats, error) {
+	return r.rebuild(ctx, time.Now(), true)
+}
+
+// rebuild runs a rebuild under the rebuilding lock; detected is when the
+// loss of the seq counters was noticed (if they are lost). Without flush
+// it is the rebuild behind a restore, which the views' current content
+// cannot spoil, and it does nothing if another router finished it.
+func (r *Router) rebuild(ctx context.Context, detected time.Time, flush bool) (RebuildStats, error) {
 	var st RebuildStats
-	release, err := r.store.LockRebuild(ctx, 10*time.Minute)
+	lock, err := r.store.AcquireRebuild(ctx, lockTTL)
 	if err != nil {
 		return st, fmt.Errorf("rebuild: %w", err)
 	}
-	defer release()
+	defer lock.Release()
+	ctx, cancel := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); keepLock(ctx, lock, cancel) }()
+	defer wg.Wait()
+	defer cancel(nil)
+
+	fail := func(err error) (RebuildStats, error) {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			err = cause
+		}
+		return st, fmt.Errorf("rebuild: %w", err)
+	}
 	if err := r.admin.EnsureTopics(ctx, r.topics()...); err != nil {
-		return st, fmt.Errorf("rebuild: %w", err)
+		return fail(err)
 	}
-	type span struct{ from, to map[int]int64 }
-	spans := make(map[string]span)
-	for _, topic := range []string{r.cfg.ChatLogTopic, r.cfg.ChatStateTopic} {
-		end, err := r.admin.EndOffsets(ctx, topic)
+	restored, err := r.table.Restored(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	pending, err := r.store.RebuildPending(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if !flush && restored && !pending {
+		return st, nil // another router restored and rebuilt while this one waited
+	}
+	if err := lock.MarkPending(ctx); err != nil {
+		return fail(err)
+	}
+	if !restored {
+		rs, err := r.restoreSeqs(ctx, lock, detected)
 		if err != nil {
-			return st, fmt.Errorf("rebuild: %w", err)
+			return fail(err)
 		}
-		first, err := r.admin.FirstOffsets(ctx, topic)
-		if err != nil {
-			return st, fmt.Errorf("rebuild: %w", err)
-		}
-		spans[topic] = span{first, end}
+		st.Restore = &rs
 	}
-	if st.KeysDeleted, err = r.store.FlushViews(ctx); err != nil {
-		return st, fmt.Errorf("rebuild: %w", err)
-	}
-	for topic, sp := range spans {
-		for p, to := range sp.to {
-			from := sp.from[p]
-			if from > 0 && topic == r.cfg.ChatLogTopic {
-				r.log.Warn("rebuild: the log no longer holds the start of a partition", "partition", p, "first_offset", from)
-			}
-			err := kafkabus.Replay(ctx, r.kafka, topic, p, from, to, func(ctx context.Context, rec kafkabus.Record) error {
-				if _, err := r.applyKafka(ctx, rec, store.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}); err != nil {
-					return err
-				}
-				if topic == r.cfg.ChatLogTopic {
-					if lr, err := chat.DecodeLogRecord(rec.Value); err == nil && lr.Type == chat.TypeMessage {
-						if err := r.table.RestoreDedupe(ctx, lr.Message); err != nil {
-							return err
-						}
-					}
-				}
-				st.Records++
-				return nil
-			})
-			if err != nil {
-				return st, fmt.Errorf("rebuild: %w", err)
-			}
+	if flush {
+		if st.KeysDeleted, err = r.store.FlushViews(ctx); err != nil {
+			return fail(err)
 		}
 	}
-	if err := r.table.MarkRestored(ctx); err != nil {
-		return st, fmt.Errorf("rebuild: %w", err)
+	if st.Records, err = r.replay(ctx); err != nil {
+		return fail(err)
 	}
-	r.log.Info("rebuild done", "keys_deleted", st.KeysDeleted, "records", st.Records)
+	if err := lock.Done(ctx); err != nil {
+		return fail(err)
+	}
+	st.Took = time.Since(detected)
+	r.log.Info("rebuild done", "keys_deleted", st.KeysDeleted, "records", st.Records,
+		"took", st.Took.Round(time.Millisecond), "records_per_s", int(st.Rate()))
 	return st, nil
 }
 
-// restoreIfLost rebuilds the views when the restored marker is missing:
-// Redis lost its data, and until the seq counters are raised from the log
-// the gateways refuse sends. An empty log needs no rebuild.
+// keepLock refreshes the rebuilding lock until ctx ends, and cancels the
+// rebuild when the lock is lost: Redis lost its data again (the rebuild
+// must start over), or the lock expired and another router took it.
+func keepLock(ctx context.Context, lock *store.RebuildLock, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(lockTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := lock.Refresh(ctx, lockTTL); errors.Is(err, store.ErrLockLost) {
+			cancel(err)
+			return
+		}
+	}
+}
+
+// replay writes chat-state and then chat-log, from their first offsets to
+// their current end, into the views in bulk, and returns how many records
+// it read.
+func (r *Router) replay(ctx context.Context) (int, error) {
+	spans := map[string][2]map[int]int64{}
+	total := int64(0)
+	for _, topic := range []string{r.cfg.ChatStateTopic, r.cfg.ChatLogTopic} {
+		first, err := r.admin.FirstOffsets(ctx, topic)
+		if err != nil {
+			return 0, err
+		}
+		end, err := r.admin.EndOffsets(ctx, topic)
+		if err != nil {
+			return 0, err
+		}
+		for p, e := range end {
+			if topic == r.cfg.ChatLogTopic && first[p] > 0 {
+				r.log.Warn("rebuild: the log no longer holds the start of a partition", "partition", p, "first_offset", first[p])
+			}
+			total += max(e-first[p], 0)
+		}
+		spans[topic] = [2]map[int]int64{first, end}
+	}
+	pr := &progress{r: r, total: total, start: time.Now(), logged: time.Now()}
+	r.rebuildProgress.Set(0)
+	n, err := r.replayState(ctx, spans[r.cfg.ChatStateTopic][0], spans[r.cfg.ChatStateTopic][1], pr)
+	if err != nil {
+		return n, err
+	}
+	m, err := r.replayLog(ctx, spans[r.cfg.ChatLogTopic][0], spans[r.cfg.ChatLogTopic][1], pr)
+	return n + m, err
+}
+
+// progress reports a replay's progress in the metrics and, every few
+// seconds, in the log.
+type progress struct {
+	r      *Router
+	total  int64
+	done   atomic.Int64
+	start  time.Time
+	logged time.Time // owned by the writer
+}
+
+func (p *progress) add(n int) {
+	done := p.done.Add(int64(n))
+	p.r.rebuildRecords.Add(float64(n))
+	if p.total > 0 {
+		p.r.rebuildProgress.Set(float64(done) / float64(p.total))
+	}
+	if now := time.Now(); now.Sub(p.logged) >= 5*time.Second {
+		p.logged = now
+		p.r.log.Info("rebuild progress", "records", done, "of", p.total,
+			"records_per_s", int(float64(done)/now.Sub(p.start).Seconds()))
+	}
+}
+
+// replayState materializes chat-state records in pipelined batches.
+func (r *Router) replayState(ctx context.Context, from, to map[int]int64, pr *progress) (int, error) {
+	const batch = 5000
+	var recs []*chat.StateRecord
+	var pos []store.Position
+	flush := func() error {
+		if err := r.store.BulkEntities(ctx, recs, pos); err != nil {
+			return err
+		}
+		pr.add(len(recs))
+		recs, pos = recs[:0], pos[:0]
+		return nil
+	}
+	n := 0
+	for p, end := range to {
+		err := kafkabus.Scan(ctx, r.kafka, r.cfg.ChatStateTopic, p, from[p], end, func(rec kafkabus.Record) error {
+			sr, err := chat.DecodeStateRecord(rec.Value)
+			if err != nil {
+				r.log.Warn("undecodable chat-state record", "offset", rec.Offset, "err", err)
+				sr = nil
+			}
+			recs, pos = append(recs, sr), append(pos, store.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset})
+			n++
+			if len(recs) == batch {
+				return flush()
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, flush()
+}
+
+// chunk is a bounded batch of chat-log records on its way to Redis.
+type chunk struct {
+	bulk *store.Bulk
+	msgs []*chat.Message // their dedupe records are restored
+}
+
+// replayLog reads chat-log partitions in large fetches, decodes and
+// aggregates RebuildChunk records at a time, and writes each chunk while
+// the next one is read.
+func (r *Router) replayLog(ctx context.Context, from, to map[int]int64, pr *progress) (int, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	free, full := make(chan *chunk, 2), make(chan *chunk)
+	for range 2 {
+		free <- &chunk{bulk: r.store.NewBulk(r.cfg.ChatLogTopic)}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for c := range full {
+			n := c.bulk.Len()
+			err := c.bulk.Write(ctx)
+			if err == nil {
+				err = r.table.RestoreDedupes(ctx, c.msgs)
+			}
+			if err != nil {
+				cancel(err)
+				return
+			}
+			pr.add(n)
+			c.msgs = c.msgs[:0]
+			free <- c
+		}
+	}()
+	n := 0
+	cur := <-free
+	send := func() error {
+		select {
+		case full <- cur:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		select {
+		case cur = <-free:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	err := func() error {
+		for p, end := range to {
+			err := kafkabus.Scan(ctx, r.kafka, r.cfg.ChatLogTopic, p, from[p], end, func(rec kafkabus.Record) error {
+				lr, err := chat.DecodeLogRecord(rec.Value)
+				if err != nil {
+					r.log.Warn("undecodable chat-log record", "partition", rec.Partition, "offset", rec.Offset, "err", err)
+					lr = nil
+				}
+				cur.bulk.Add(lr, rec.Partition, rec.Offset)
+				if lr != nil && lr.Type == chat.TypeMessage {
+					cur.msgs = append(cur.msgs, lr.Message)
+				}
+				n++
+				if cur.bulk.Len() >= r.cfg.RebuildChunk {
+					return send()
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if cur.bulk.Len() > 0 {
+			return send()
+		}
+		return nil
+	}()
+	close(full)
+	wg.Wait()
+	if cause := context.Cause(ctx); err == nil && cause != nil {
+		err = cause // the writer failed after the last chunk was handed over
+	}
+	return n, err
+}
+
+// restoreLoop checks every RestoreCheck whether Redis lost its data (the
+// restored marker is gone) or a rebuild died unfinished, and then
+// restores the seq counters and rebuilds the views behind them.
+func (r *Router) restoreLoop(ctx context.Context) {
+	t := time.NewTicker(r.cfg.RestoreCheck)
+	defer t.Stop()
+	for {
+		r.restoreIfLost(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// restoreIfLost restores and rebuilds when the restored marker is missing
+// (an empty log needs neither) or a rebuild was left unfinished and
+// nobody holds the lock.
 func (r *Router) restoreIfLost(ctx context.Context) {
+	detected := time.Now()
 	ok, err := r.table.MarkRestoredIfLogEmpty(ctx, func(ctx context.Context) (map[int]int64, error) {
 		return r.admin.EndOffsets(ctx, r.cfg.ChatLogTopic)
 	})
-	if err != nil || ok {
+	if err != nil {
 		return
 	}
-	r.log.Warn("Redis lost its state; rebuilding it from the log")
-	if _, err := r.Rebuild(ctx); err != nil {
-		r.log.Warn("automatic rebuild failed; retrying on the next sweep", "err", err)
+	if ok {
+		pending, err := r.store.RebuildPending(ctx)
+		if err != nil || !pending {
+			return
+		}
+		if busy, err := r.store.Rebuilding(ctx); err != nil || busy {
+			return
+		}
+		r.log.Warn("a rebuild was left unfinished; finishing it")
+	} else {
+		r.log.Warn("Redis lost its state; restoring the seq counters, then rebuilding the views from the log")
+	}
+	if _, err := r.rebuild(ctx, detected, false); err != nil && ctx.Err() == nil {
+		r.log.Warn("automatic restore failed; retrying", "err", err)
 	}
 }

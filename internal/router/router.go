@@ -50,6 +50,28 @@ type Config struct {
 	// return (a restart with the same SERVER_ID resumes it); past it the
 	// topic is deleted. Default 1h.
 	OrphanGrace time.Duration
+	// CheckpointTopic is the compacted topic of seq checkpoints that the
+	// seq counters come back from after a Redis loss. Default
+	// "chat-checkpoint", or "<ChatLogTopic>-checkpoint" when chat-log has
+	// another name.
+	CheckpointTopic string
+	// CheckpointInterval is how often a checkpoint is written. Default 10s.
+	CheckpointInterval time.Duration
+	// RestoreCheck is how often the router checks whether Redis lost its
+	// data. Default 1s.
+	RestoreCheck time.Duration
+	// RestoreGrace is how long after a Redis loss was detected a send that
+	// took its seq from the old Redis may still reach the log: at least
+	// the gateways' KAFKA_PRODUCE_TIMEOUT. Sends are accepted again no
+	// earlier. Default 5s.
+	RestoreGrace time.Duration
+	// DedupeLookback is how far back in the log a restore brings the
+	// dedupe records back before sends are accepted again (the rebuild
+	// behind it restores the rest of the dedupe TTL). Default 60s.
+	DedupeLookback time.Duration
+	// RebuildChunk is how many chat-log records a rebuild aggregates
+	// before writing them. Default 100000.
+	RebuildChunk int
 }
 
 func (c *Config) setDefaults() {
@@ -76,6 +98,27 @@ func (c *Config) setDefaults() {
 	}
 	if c.OrphanGrace <= 0 {
 		c.OrphanGrace = time.Hour
+	}
+	if c.CheckpointTopic == "" {
+		c.CheckpointTopic = "chat-checkpoint"
+		if c.ChatLogTopic != "chat-log" {
+			c.CheckpointTopic = c.ChatLogTopic + "-checkpoint"
+		}
+	}
+	if c.CheckpointInterval <= 0 {
+		c.CheckpointInterval = 10 * time.Second
+	}
+	if c.RestoreCheck <= 0 {
+		c.RestoreCheck = time.Second
+	}
+	if c.RestoreGrace <= 0 {
+		c.RestoreGrace = 5 * time.Second
+	}
+	if c.DedupeLookback <= 0 {
+		c.DedupeLookback = time.Minute
+	}
+	if c.RebuildChunk <= 0 {
+		c.RebuildChunk = 100000
 	}
 }
 
@@ -107,6 +150,11 @@ type Router struct {
 	purged  prometheus.Counter
 	orphans prometheus.Gauge
 	deleted prometheus.Counter
+
+	checkpoints     prometheus.Counter
+	rebuildRecords  prometheus.Counter
+	rebuildProgress prometheus.Gauge
+	restoreSeconds  prometheus.Gauge
 }
 
 // New checks cfg, binds the HTTP listener and returns a router.
@@ -145,9 +193,17 @@ func New(cfg Config, deps Deps) (*Router, error) {
 			Name: "orphan_topics", Help: "Topics of dead gateways waiting out the grace period."}),
 		deleted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
 			Name: "orphan_topics_deleted_total", Help: "Topics of gateways that never returned, deleted."}),
+		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
+			Name: "checkpoints_total", Help: "Seq checkpoints written to the checkpoint topic."}),
+		rebuildRecords: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
+			Name: "rebuild_records_total", Help: "Records replayed into the views by rebuilds."}),
+		rebuildProgress: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "router",
+			Name: "rebuild_progress_ratio", Help: "Share of the log the current (or last) rebuild has replayed, 0 to 1."}),
+		restoreSeconds: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "router",
+			Name: "restore_seconds", Help: "Time from detecting the last Redis loss until sends were accepted again."}),
 	}
 	r.relay = relay.New(r.table, producer)
-	r.reg.MustRegister(r.applied, r.purged, r.orphans, r.deleted, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	r.reg.MustRegister(r.applied, r.purged, r.orphans, r.deleted, r.checkpoints, r.rebuildRecords, r.rebuildProgress, r.restoreSeconds, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "switchboard", Subsystem: "router", Name: "consumer_lag", Help: "Records behind the end of chat-log.",
 	}, func() float64 {
 		if c := r.consumer.Load(); c != nil {
@@ -179,7 +235,6 @@ func (r *Router) Run(ctx context.Context) error {
 		return err
 	}
 	r.consumer.Store(consumer)
-	r.restoreIfLost(ctx)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", r.serveReady)
@@ -188,13 +243,15 @@ func (r *Router) Run(ctx context.Context) error {
 	r.log.Info("router started", "addr", r.ln.Addr().String(), "topic", r.cfg.ChatLogTopic)
 
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(5)
 	go func() { defer wg.Done(); _ = srv.Serve(r.ln) }()
 	go func() {
 		defer wg.Done()
 		consumer.Serve(ctx, r.apply, func(err error) { r.log.Warn("consumer stopped; restarting", "err", err) })
 	}()
 	go func() { defer wg.Done(); r.janitorLoop(ctx) }()
+	go func() { defer wg.Done(); r.restoreLoop(ctx) }()
+	go func() { defer wg.Done(); r.checkpointLoop(ctx) }()
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = srv.Shutdown(sctx)
@@ -218,6 +275,7 @@ func (r *Router) topics() []kafkabus.TopicSpec {
 	return []kafkabus.TopicSpec{
 		{Name: r.cfg.ChatLogTopic, Partitions: r.cfg.ChatLogPartitions},
 		{Name: r.cfg.ChatStateTopic, Partitions: 1, Compact: true},
+		{Name: r.cfg.CheckpointTopic, Partitions: 1, Compact: true, Segment: checkpointSegment},
 	}
 }
 
@@ -311,7 +369,6 @@ func (r *Router) janitorLoop(ctx context.Context) {
 // sweep purges the sessions of gateways whose lease lapsed, tells their
 // users' peers who went offline, and handles the dead gateways' topics.
 func (r *Router) sweep(ctx context.Context) {
-	r.restoreIfLost(ctx)
 	dead, err := r.table.DeadGateways(ctx, r.cfg.DeadAfter)
 	if err != nil {
 		if ctx.Err() == nil {

@@ -310,24 +310,11 @@ return 0
 // LockRebuild waits until no other rebuild runs (a lock in Redis, held at
 // most ttl) and takes the lock; release gives it back.
 func (s *Store) LockRebuild(ctx context.Context, ttl time.Duration) (release func(), err error) {
-	key := s.cfg.Prefix + "rebuilding"
-	owner := strconv.FormatInt(time.Now().UnixNano(), 36)
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		ok, err := s.rdb.SetNX(ctx, key, owner, ttl).Result()
-		if err != nil {
-			return nil, fmt.Errorf("rebuild lock: %w", err)
-		}
-		if ok {
-			return func() { releaseLock.Run(context.WithoutCancel(ctx), s.rdb, []string{key}, owner) }, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("rebuild lock: %w", ctx.Err())
-		case <-t.C:
-		}
+	l, err := s.AcquireRebuild(ctx, ttl)
+	if err != nil {
+		return nil, err
 	}
+	return l.Release, nil
 }
 
 // Trimmed returns the highest seq of conv that fell out of the window (0

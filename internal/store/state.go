@@ -27,13 +27,21 @@ return 1
 `)
 
 func (s *Store) applyEntity(ctx context.Context, hash, index, id string, created int64, desc any, pos Position) error {
-	body, err := json.Marshal(desc)
+	keys, args, err := s.entityArgs(hash, index, id, created, desc, pos)
 	if err != nil {
 		return err
 	}
+	return applyEntity.Run(ctx, s.rdb, keys, args...).Err()
+}
+
+// entityArgs returns the keys and arguments of applyEntity.
+func (s *Store) entityArgs(hash, index, id string, created int64, desc any, pos Position) ([]string, []any, error) {
+	body, err := json.Marshal(desc)
+	if err != nil {
+		return nil, nil, err
+	}
 	part, next := posArgs(pos)
-	return applyEntity.Run(ctx, s.rdb, []string{hash, index, s.key("applied", pos.Topic)},
-		id, created, body, part, next).Err()
+	return []string{hash, index, s.key("applied", pos.Topic)}, []any{id, created, body, part, next}, nil
 }
 
 // ApplyUser materializes a user record found in the log at pos.

@@ -1,0 +1,336 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/internal/chat"
+)
+
+// Bulk is the fast path of a rebuild: it aggregates a bounded chunk of
+// chat-log records in Go and writes the chunk to the views in large
+// pipelines, with one script per conversation where the window, a
+// tombstone or a raise-only value needs atomicity. The views it leaves are
+// those the per-record apply leaves after the same records, and every
+// write is idempotent and raise-only, so routers applying the live log at
+// the same time are harmless. Not safe for concurrent use.
+type Bulk struct {
+	s       *Store
+	topic   string
+	convs   map[chat.ConvID]*convChunk
+	applied map[int]int64 // partition → next offset
+	records int
+}
+
+// convChunk is what a chunk holds for one conversation.
+type convChunk struct {
+	msgs   map[string]*bulkMsg // by id, first occurrence
+	maxSeq int64
+	index  map[int64]string // seq → first log position
+	dels   []bulkDel
+	marks  map[string]int64 // rcpt field → highest mark
+	active map[chat.UserID]int64
+}
+
+type bulkMsg struct {
+	m      *chat.Message
+	offset int64 // first occurrence (a conversation lives in one partition)
+}
+
+type bulkDel struct {
+	id     string
+	offset int64
+}
+
+// NewBulk returns an empty chunk of records of topic.
+func (s *Store) NewBulk(topic string) *Bulk {
+	return &Bulk{s: s, topic: topic, convs: map[chat.ConvID]*convChunk{}, applied: map[int]int64{}}
+}
+
+// Len returns how many records the chunk holds.
+func (b *Bulk) Len() int { return b.records }
+
+func (b *Bulk) conv(c chat.ConvID) *convChunk {
+	cc := b.convs[c]
+	if cc == nil {
+		cc = &convChunk{msgs: map[string]*bulkMsg{}, index: map[int64]string{}, marks: map[string]int64{}, active: map[chat.UserID]int64{}}
+		b.convs[c] = cc
+	}
+	return cc
+}
+
+// Add aggregates one record found at (partition, offset) of the chunk's
+// topic; lr nil is a record that materializes nothing (undecodable or of
+// an unknown type). Records of a partition must come in log order.
+func (b *Bulk) Add(lr *chat.LogRecord, partition int, offset int64) {
+	b.records++
+	if next := offset + 1; next > b.applied[partition] {
+		b.applied[partition] = next
+	}
+	if lr == nil {
+		return
+	}
+	switch lr.Type {
+	case chat.TypeMessage:
+		m := lr.Message
+		cc := b.conv(m.Conv)
+		if _, ok := cc.msgs[m.ID]; !ok {
+			cc.msgs[m.ID] = &bulkMsg{m: m, offset: offset}
+		}
+		if _, ok := cc.index[m.Seq]; !ok {
+			cc.index[m.Seq] = IndexValue(partition, offset)
+		}
+		cc.maxSeq = max(cc.maxSeq, m.Seq)
+		if x, y, ok := m.Conv.Members(); ok {
+			cc.active[x] = max(cc.active[x], m.TS)
+			cc.active[y] = max(cc.active[y], m.TS)
+		}
+	case chat.TypeReceipt:
+		r := lr.Receipt
+		cc := b.conv(r.Conv)
+		f := string(r.User) + "|delivered"
+		cc.marks[f] = max(cc.marks[f], r.Seq)
+		if r.Status == "read" {
+			f = string(r.User) + "|read"
+			cc.marks[f] = max(cc.marks[f], r.Seq)
+		}
+	case chat.TypeDelete:
+		cc := b.conv(lr.Delete.Conv)
+		cc.dels = append(cc.dels, bulkDel{id: lr.Delete.ID, offset: offset})
+	}
+}
+
+// applyBulk writes one conversation's share of a chunk, as the per-record
+// scripts would have: each message of the chunk's window is added once
+// (keyed by id) with its body, or its tombstone when the chunk deletes it;
+// a tombstone also replaces a body already there, never the reverse. Then
+// the window is trimmed to ARGV[1] (HDEL of the trimmed bodies), trim:
+// raised to the highest seq trimmed here or in Go (ARGV[3]), the seq
+// counter raised to ARGV[2], the deletes of messages of earlier chunks
+// applied to those still in the window, and the receipt marks raised.
+//
+// KEYS: hist, msg, seq, trim, rcpt.
+// ARGV: window, max seq, trimmed in Go, n, n × (seq, id, body, tomb),
+// d, d × id, r, r × (field, mark).
+var applyBulk = redis.NewScript(`
+local function raise(key, v)
+  local cur = tonumber(redis.call('GET', key) or '0')
+  if tonumber(v) > cur then redis.call('SET', key, v) end
+end
+local w = tonumber(ARGV[1])
+local i = 5
+for _ = 1, tonumber(ARGV[4]) do
+  local seq, id, body, tomb = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+  i = i + 4
+  if redis.call('ZADD', KEYS[1], 'NX', seq, id) == 1 or tomb == '1' then
+    redis.call('HSET', KEYS[2], id, body)
+  end
+end
+local n = redis.call('ZCARD', KEYS[1])
+if n > w then
+  local old = redis.call('ZRANGE', KEYS[1], 0, n - w - 1, 'WITHSCORES')
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - w - 1)
+  local ids = {}
+  for k = 1, #old, 2 do
+    ids[#ids+1] = old[k]
+    if #ids == 500 then redis.call('HDEL', KEYS[2], unpack(ids)); ids = {} end
+  end
+  if #ids > 0 then redis.call('HDEL', KEYS[2], unpack(ids)) end
+  raise(KEYS[4], old[#old])
+end
+if tonumber(ARGV[3]) > 0 then raise(KEYS[4], ARGV[3]) end
+raise(KEYS[3], ARGV[2])
+local d = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, d do
+  local v = redis.call('HGET', KEYS[2], ARGV[i])
+  if v then
+    local m = cjson.decode(v)
+    if not m.deleted then
+      m.body = ''
+      m.deleted = true
+      redis.call('HSET', KEYS[2], ARGV[i], cjson.encode(m))
+    end
+  end
+  i = i + 1
+end
+local r = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, r do
+  local cur = tonumber(redis.call('HGET', KEYS[5], ARGV[i]) or '0')
+  if tonumber(ARGV[i+1]) > cur then redis.call('HSET', KEYS[5], ARGV[i], ARGV[i+1]) end
+  i = i + 2
+end
+return 1
+`)
+
+// bulkPipeline is how many commands one pipeline round trip carries.
+const bulkPipeline = 5000
+
+// Write writes the chunk to the views, then raises the applied offsets of
+// its partitions, and empties it. On error nothing is known about what was
+// written; writing the same chunk again is harmless.
+func (b *Bulk) Write(ctx context.Context) error {
+	if err := applyBulk.Load(ctx, b.s.rdb).Err(); err != nil { // the pipeline uses EVALSHA
+		return fmt.Errorf("bulk write: %w", err)
+	}
+	p := &pipe{ctx: ctx, p: b.s.rdb.Pipeline()}
+	for conv, cc := range b.convs {
+		if err := b.writeConv(p, conv, cc); err != nil {
+			return err
+		}
+	}
+	if err := p.flush(); err != nil {
+		return fmt.Errorf("bulk write: %w", err)
+	}
+	for part, next := range b.applied {
+		pos := Position{Topic: b.topic, Partition: part, Offset: next - 1}
+		if err := b.s.MarkApplied(ctx, pos); err != nil {
+			return err
+		}
+	}
+	clear(b.convs)
+	clear(b.applied)
+	b.records = 0
+	return nil
+}
+
+func (b *Bulk) writeConv(p *pipe, conv chat.ConvID, cc *convChunk) error {
+	s := b.s
+	c := string(conv)
+	msgs := make([]*bulkMsg, 0, len(cc.msgs))
+	for _, m := range cc.msgs {
+		msgs = append(msgs, m)
+	}
+	sort.Slice(msgs, func(i, j int) bool { return msgs[i].m.Seq < msgs[j].m.Seq })
+	var trimmed int64
+	if extra := len(msgs) - s.cfg.HistoryWindow; extra > 0 {
+		trimmed = msgs[extra-1].m.Seq // older than the chunk's own window: never in Redis
+		msgs = msgs[extra:]
+	}
+	tomb := make(map[string]bool)
+	var later []string // deletes of messages of earlier chunks
+	for _, d := range cc.dels {
+		if m, ok := cc.msgs[d.id]; ok {
+			tomb[d.id] = tomb[d.id] || d.offset > m.offset // a delete before the message finds nothing
+		} else {
+			later = append(later, d.id)
+		}
+	}
+	args := make([]any, 0, 6+4*len(msgs)+len(later)+2*len(cc.marks))
+	args = append(args, s.cfg.HistoryWindow, cc.maxSeq, trimmed, len(msgs))
+	for _, bm := range msgs {
+		m, flag := bm.m, "0"
+		if tomb[m.ID] {
+			cp := *m
+			cp.Body, cp.Deleted = "", true
+			m, flag = &cp, "1"
+		}
+		body, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("bulk write %s: %w", m.ID, err)
+		}
+		args = append(args, m.Seq, m.ID, body, flag)
+	}
+	args = append(args, len(later))
+	for _, id := range later {
+		args = append(args, id)
+	}
+	args = append(args, len(cc.marks))
+	for f, v := range cc.marks {
+		args = append(args, f, v)
+	}
+	if err := p.add(applyBulk.EvalSha(p.ctx, p.p, []string{s.key("hist", c), s.key("msg", c), s.key("seq", c), s.key("trim", c), s.key("rcpt", c)}, args...)); err != nil {
+		return err
+	}
+	for seq, where := range cc.index {
+		if err := p.add(p.p.HSetNX(p.ctx, s.IndexKey(conv, seq), strconv.FormatInt(seq, 10), where)); err != nil {
+			return err
+		}
+	}
+	if len(cc.dels) > 0 {
+		ids := make([]any, len(cc.dels))
+		for i, d := range cc.dels {
+			ids[i] = d.id
+		}
+		if err := p.add(p.p.SAdd(p.ctx, s.DeletedKey(conv), ids...)); err != nil {
+			return err
+		}
+	}
+	for u, ts := range cc.active {
+		if err := p.add(p.p.ZAddGT(p.ctx, s.key("convs", string(u)), redis.Z{Score: float64(ts), Member: c})); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pipe sends queued commands in round trips of bulkPipeline.
+type pipe struct {
+	ctx context.Context
+	p   redis.Pipeliner
+	n   int
+}
+
+func (p *pipe) add(redis.Cmder) error {
+	p.n++
+	if p.n < bulkPipeline {
+		return nil
+	}
+	return p.flush()
+}
+
+func (p *pipe) flush() error {
+	if p.n == 0 {
+		return nil
+	}
+	p.n = 0
+	_, err := p.p.Exec(p.ctx)
+	if err != nil && err != redis.Nil {
+		return fmt.Errorf("bulk write: %w", err)
+	}
+	return nil
+}
+
+// BulkEntities materializes chat-state records (users and conversations)
+// as ApplyUser and ApplyConversation do, pipelined; pos[i] is where recs[i]
+// was found. Other record types only raise the applied offset.
+func (s *Store) BulkEntities(ctx context.Context, recs []*chat.StateRecord, pos []Position) error {
+	if err := applyEntity.Load(ctx, s.rdb).Err(); err != nil {
+		return fmt.Errorf("bulk entities: %w", err)
+	}
+	if err := markApplied.Load(ctx, s.rdb).Err(); err != nil {
+		return fmt.Errorf("bulk entities: %w", err)
+	}
+	p := &pipe{ctx: ctx, p: s.rdb.Pipeline()}
+	for i, sr := range recs {
+		var keys []string
+		var args []any
+		var err error
+		switch {
+		case sr != nil && sr.Type == chat.TypeUser:
+			keys, args, err = s.entityArgs(s.key("user", string(sr.User.ID)), s.cfg.Prefix+"users", string(sr.User.ID), sr.User.CreatedAt, sr.User, pos[i])
+		case sr != nil && sr.Type == chat.TypeConversation:
+			keys, args, err = s.entityArgs(s.key("conv", string(sr.Conversation.ID)), s.cfg.Prefix+"conversations", string(sr.Conversation.ID), sr.Conversation.CreatedAt, sr.Conversation, pos[i])
+		default:
+			part, next := posArgs(pos[i])
+			err = p.add(markApplied.EvalSha(ctx, p.p, []string{s.key("applied", pos[i].Topic)}, part, next))
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("bulk entities: %w", err)
+		}
+		if err := p.add(applyEntity.EvalSha(ctx, p.p, keys, args...)); err != nil {
+			return err
+		}
+	}
+	return p.flush()
+}
