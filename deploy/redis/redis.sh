@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Local Redis for development and integration tests (no persistence).
+# Local Redis for development and integration tests, persisted with an
+# append-only file (appendfsync everysec, no RDB snapshots; README.md,
+# Operations, says why). `stop` shuts it down cleanly (the AOF is flushed),
+# so the next `start` reloads every key.
 #
-# Usage: deploy/redis/redis.sh start|stop|status
+# Usage: deploy/redis/redis.sh start|stop|status|wipe
+#   wipe   delete the data of a stopped server (the next start is empty)
 #
 # Environment:
-#   REDIS_PORT       port on 127.0.0.1      (default 6379)
-#   REDIS_STATE_DIR  pid file and log file  (default <repo>/.state/redis)
+#   REDIS_PORT       port on 127.0.0.1                        (default 6379)
+#   REDIS_STATE_DIR  pid file, log file and data/ (the AOF)   (default <repo>/.state/redis)
 #
 # Installs redis-server with apt-get when it is missing.
 set -euo pipefail
@@ -20,6 +24,7 @@ STOP_TIMEOUT=20
 
 PID_FILE="$REDIS_STATE_DIR/redis.pid"
 LOG_FILE="$REDIS_STATE_DIR/redis.log"
+DATA_DIR="$REDIS_STATE_DIR/data"
 
 log() { echo "redis: $*"; }
 die() { echo "redis: error: $*" >&2; exit 1; }
@@ -73,17 +78,22 @@ cmd_start() {
     if redis_ping; then
         if pid="$(our_pid)"; then
             log "already running on 127.0.0.1:$REDIS_PORT (pid $pid), reusing it"
+            if [[ "$(timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" config get appendonly 2>/dev/null | tail -n 1)" != yes ]]; then
+                log "warning: it runs without persistence (started by an older version of this script); restart it with: $0 stop && $0 start"
+            fi
         else
             log "a Redis server not started by this script answers on 127.0.0.1:$REDIS_PORT (pid $(server_pid)), reusing it"
         fi
         return 0
     fi
-    mkdir -p "$REDIS_STATE_DIR"
+    mkdir -p "$DATA_DIR"
     rm -f "$PID_FILE"
     log "starting on 127.0.0.1:$REDIS_PORT (state $REDIS_STATE_DIR)"
-    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$REDIS_STATE_DIR" \
+    # AOF only: with appendonly on, Redis loads the AOF at start and never
+    # an RDB file, so snapshots would only cost forks and disk.
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DATA_DIR" \
         --daemonize yes --pidfile "$PID_FILE" --logfile "$LOG_FILE" \
-        --save '' --appendonly no --protected-mode yes ||
+        --appendonly yes --appendfsync everysec --save '' --protected-mode yes ||
         die "redis-server failed to start (see $LOG_FILE)"
 
     local deadline=$((SECONDS + START_TIMEOUT))
@@ -109,7 +119,9 @@ cmd_stop() {
         return 0
     fi
     log "stopping pid $pid"
-    timeout 10 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+    # SHUTDOWN fsyncs the AOF before the process exits (with no save
+    # points it writes no RDB file).
+    timeout 10 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || true
     for ((i = 0; i < STOP_TIMEOUT * 5; i++)); do
         kill -0 "$pid" 2>/dev/null || break
         # SHUTDOWN not accepted (e.g. REDIS_PORT differs from the running
@@ -123,6 +135,14 @@ cmd_stop() {
     fi
     rm -f "$PID_FILE"
     log "stopped"
+}
+
+cmd_wipe() {
+    if our_pid >/dev/null || redis_ping; then
+        die "Redis answers on 127.0.0.1:$REDIS_PORT: stop it before wiping its data"
+    fi
+    rm -rf "$DATA_DIR"
+    log "wiped $DATA_DIR"
 }
 
 cmd_status() {
@@ -140,8 +160,9 @@ case "${1:-}" in
 start) cmd_start ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
+wipe) cmd_wipe ;;
 *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|status|wipe" >&2
     exit 2
     ;;
 esac

@@ -37,15 +37,35 @@ func (s *Server) routes(connCtx context.Context) http.Handler {
 	return mux
 }
 
-// serveReady answers 200 when the gateway is not draining and both Kafka
-// and Redis answer now.
+// serveReady answers 200 when the gateway would accept a send now: it is
+// not draining, Kafka and Redis answer, and Redis holds the restored
+// marker (without it every send is refused, see route.ErrNotRestored).
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
-	checks, ok := health.Run(r.Context(), map[string]health.Check{"kafka": s.admin.Ping, "redis": s.table.Ping})
+	checks, ok := health.Run(r.Context(), map[string]health.Check{
+		"kafka": s.admin.Ping, "redis": s.table.Ping, "sends": s.sendsAccepted,
+	})
 	checks["draining"] = "no"
 	if s.draining.Load() {
 		checks["draining"], ok = "yes", false
 	}
 	health.Write(w, string(s.cfg.ServerID), checks, ok)
+}
+
+// errRestoring is the sends check's answer while the restored marker is
+// missing.
+var errRestoring = errors.New("refused: the message store is being restored from the log")
+
+// sendsAccepted fails while sends are refused because Redis lost its data
+// and no rebuild has restored the seq counters yet.
+func (s *Server) sendsAccepted(ctx context.Context) error {
+	ok, err := s.table.Restored(ctx)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return errRestoring
+	}
+	return nil
 }
 
 // serveWS authenticates, checks Origin and admission before the upgrade,

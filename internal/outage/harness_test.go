@@ -134,7 +134,7 @@ func (g *gw) ready() readiness {
 
 // checkNotReady checks a /readyz answer given while only failing (kafka
 // or redis) is unreachable: 503 within readyBound, that check failing and
-// every other one passing.
+// every other one passing, except sends, which reads Redis.
 func checkNotReady(t *testing.T, r readiness, failing string) {
 	t.Helper()
 	if r.Status != http.StatusServiceUnavailable || r.Ready {
@@ -143,12 +143,16 @@ func checkNotReady(t *testing.T, r readiness, failing string) {
 	if r.Took > readyBound {
 		t.Errorf("readyz took %v while %s is unreachable, over %v", r.Took.Round(time.Millisecond), failing, readyBound)
 	}
-	want := map[string]bool{"kafka": true, "redis": true, "draining": true}
+	want := map[string]bool{"kafka": true, "redis": true, "sends": true, "draining": true}
 	for name, v := range r.Checks {
 		ok := v == "ok" || (name == "draining" && v == "no")
 		switch {
 		case !want[name]:
 			t.Errorf("readyz reports an unknown check %s=%q", name, v)
+		case name == "sends" && failing == "redis":
+			if ok {
+				t.Errorf("readyz reports sends as %q while Redis is unreachable", v)
+			}
 		case name == failing && ok:
 			t.Errorf("readyz reports %s as %q while it is unreachable", name, v)
 		case name != failing && !ok:

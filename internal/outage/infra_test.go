@@ -125,10 +125,14 @@ func (in *infra) startKafka() time.Duration {
 // stopKafka stops the broker and returns once its process has exited.
 func (in *infra) stopKafka() time.Duration { return in.run("kafka", "stop", "") }
 
-// startRedis starts Redis (empty: it has no persistence).
+// startRedis starts Redis; it reloads what its append-only file holds.
 func (in *infra) startRedis() time.Duration {
 	return in.run("redis", "start", filepath.Join(in.dir, "redis", "redis.pid"))
 }
+
+// wipeRedis deletes the data of the stopped Redis: its next start is
+// empty, as after a lost disk.
+func (in *infra) wipeRedis() { in.run("redis", "wipe", "") }
 
 // stopRedis stops Redis and returns once its process has exited.
 func (in *infra) stopRedis() time.Duration { return in.run("redis", "stop", "") }

@@ -16,7 +16,8 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/wsclient"
 )
 
-// Redis has no persistence: after its restart every key is gone — the
+// Redis loses its data (stopped, its append-only file deleted): after its
+// restart every key is gone — the
 // sessions, the live-gateway registry, the seq counters, the cid dedupe
 // records and the restored marker. Sends are refused while Redis is down
 // and, once it is back, until the router (running throughout) has rebuilt
@@ -64,6 +65,7 @@ func TestWhileRedisIsDownSendsAreAnsweredUnavailableInTimeReadinessFailsAndSends
 	// Redis goes away.
 	tStop := time.Now()
 	in.stopRedis()
+	in.wipeRedis()
 	tDown := time.Now()
 	r := g.awaitReady(503, 10*time.Second)
 	t.Logf("readyz while Redis is down: %d in %v, checks %v", r.Status, r.Took.Round(time.Millisecond), r.Checks)
@@ -123,25 +125,32 @@ func TestWhileRedisIsDownSendsAreAnsweredUnavailableInTimeReadinessFailsAndSends
 	tUp := time.Now()
 	t.Logf("Redis was down for %v", tUp.Sub(tDown).Round(time.Millisecond))
 	pa := pace(alice, "bob", "a", every)
-	r = g.awaitReady(200, 10*time.Second)
-	t.Logf("readyz 200 again %v after Redis was ready (%v)", time.Since(tUp).Round(time.Millisecond), r.Checks)
 
-	// Wait (up to restoreLimit) for the restored marker, the gateway's
-	// registration, alice's and bob's sessions (registered again by the
-	// gateway, not by a reconnect) and the first accepted send.
+	// Wait (up to restoreLimit) for the restored marker, /readyz 200 (only
+	// once sends are accepted again), the gateway's registration, alice's
+	// and bob's sessions (registered again by the gateway, not by a
+	// reconnect) and the first accepted send.
 	reg := g.route.Prefix + "gw"
-	var markerAt, regAt, sessAt time.Time
+	var markerAt, readyAt, regAt, sessAt time.Time
 	var firstOK rx
 	accepted := func(f wsclient.Frame) bool { return f.Type == "sent" && strings.HasPrefix(f.CID, "a-") }
-	for deadline := tUp.Add(restoreLimit); markerAt.IsZero() || regAt.IsZero() || sessAt.IsZero() || firstOK.At.IsZero(); {
+	for deadline := tUp.Add(restoreLimit); markerAt.IsZero() || readyAt.IsZero() || regAt.IsZero() || sessAt.IsZero() || firstOK.At.IsZero(); {
 		if time.Now().After(deadline) {
 			pa.halt(t)
-			t.Fatalf("%v after Redis came back: restored marker at %v, gateway registered at %v, sessions registered at %v, first send accepted at %v (zero: not yet); alice: %s",
-				restoreLimit, markerAt, regAt, sessAt, firstOK.At, alice.describe())
+			t.Fatalf("%v after Redis came back: restored marker at %v, readyz 200 at %v, gateway registered at %v, sessions registered at %v, first send accepted at %v (zero: not yet); alice: %s",
+				restoreLimit, markerAt, readyAt, regAt, sessAt, firstOK.At, alice.describe())
 		}
 		now := time.Now()
 		if markerAt.IsZero() && in.restored() {
 			markerAt = now
+		}
+		if readyAt.IsZero() {
+			if r := g.ready(); r.Status == 200 {
+				readyAt = now
+				if !in.restored() { // the marker, once set, stays
+					t.Errorf("readyz answered 200 while the restored marker was missing: %v", r.Checks)
+				}
+			}
 		}
 		if regAt.IsZero() && in.inspect.ZScore(ctx, reg, string(g.id)).Err() == nil {
 			regAt = now
@@ -157,9 +166,9 @@ func TestWhileRedisIsDownSendsAreAnsweredUnavailableInTimeReadinessFailsAndSends
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	t.Logf("after Redis was back: gateway registered again after %v, alice's and bob's sessions after %v, restored marker after %v, first send accepted after %v",
+	t.Logf("after Redis was back: gateway registered again after %v, alice's and bob's sessions after %v, restored marker after %v, readyz 200 after %v, first send accepted after %v",
 		regAt.Sub(tUp).Round(time.Millisecond), sessAt.Sub(tUp).Round(time.Millisecond),
-		markerAt.Sub(tUp).Round(time.Millisecond), firstOK.At.Sub(tUp).Round(time.Millisecond))
+		markerAt.Sub(tUp).Round(time.Millisecond), readyAt.Sub(tUp).Round(time.Millisecond), firstOK.At.Sub(tUp).Round(time.Millisecond))
 	if d := regAt.Sub(tUp); d > regBound {
 		t.Errorf("the gateway registered again %v after Redis was back, over lease/3+REDIS_TIMEOUT+1s = %v", d.Round(time.Millisecond), regBound)
 	}
@@ -382,6 +391,7 @@ func TestAfterRedisLostItsDataSendsAreRefusedUntilARouterRestoresTheLog(t *testi
 	firstSent, lastSeq := warm[0], warm[len(warm)-1].Seq
 
 	in.stopRedis()
+	in.wipeRedis()
 	in.startRedis()
 	tUp := time.Now()
 	if in.restored() {
@@ -428,6 +438,9 @@ func TestAfterRedisLostItsDataSendsAreRefusedUntilARouterRestoresTheLog(t *testi
 	if in.restored() {
 		t.Error("the restored marker was set with no router running")
 	}
+	if r := g.ready(); r.Status != 503 || r.Checks["redis"] != "ok" || !strings.Contains(r.Checks["sends"], "being restored") {
+		t.Errorf("readyz while sends are refused as being restored: %d %v, want 503 with the reason", r.Status, r.Checks)
+	}
 
 	// A router starts and restores the log.
 	tRouter := time.Now()
@@ -445,6 +458,9 @@ func TestAfterRedisLostItsDataSendsAreRefusedUntilARouterRestoresTheLog(t *testi
 	}
 	if m := bob.expect(0, 10*time.Second, "bob (connected through the loss) gets it", isMessage(first.CID)); m.ID != first.ID {
 		t.Errorf("bob got %s, alice was told %s", m.Raw, first.Raw)
+	}
+	if r := g.ready(); r.Status != 200 {
+		t.Errorf("readyz once sends are accepted again: %d %v", r.Status, r.Checks)
 	}
 
 	// A retry of a pre-loss cid returns the original message; a retry of a
