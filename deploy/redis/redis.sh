@@ -108,6 +108,12 @@ cmd_start() {
     log "running on 127.0.0.1:$REDIS_PORT (pid $(our_pid || server_pid))"
 }
 
+# alive: true while process $1 runs (a zombie waiting to be reaped by
+# init has exited).
+alive() {
+    kill -0 "$1" 2>/dev/null && [[ "$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null)" != Z ]]
+}
+
 cmd_stop() {
     local pid i
     if ! pid="$(our_pid)"; then
@@ -122,14 +128,14 @@ cmd_stop() {
     # SHUTDOWN fsyncs the AOF before the process exits (with no save
     # points it writes no RDB file).
     timeout 10 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || true
-    for ((i = 0; i < STOP_TIMEOUT * 5; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
+    for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
+        alive "$pid" || break
         # SHUTDOWN not accepted (e.g. REDIS_PORT differs from the running
         # server's port): fall back to SIGTERM, which also shuts down cleanly.
-        if ((i == 25)); then kill -TERM "$pid" 2>/dev/null || true; fi
-        sleep 0.2
+        if ((i == 50)); then kill -TERM "$pid" 2>/dev/null || true; fi
+        sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
         log "pid $pid did not exit within ${STOP_TIMEOUT}s, sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
     fi

@@ -29,10 +29,17 @@ type pair struct {
 func newPair(t *testing.T) *pair {
 	t.Helper()
 	c := newCluster(t)
-	p := &pair{c: c, gw1: c.newGateway("gw-1"), gw2: c.newGateway("gw-2")}
+	gw1, gw2 := c.newGateway("gw-1"), c.newGateway("gw-2")
 	c.startRouter()
-	p.gw1.start()
-	p.gw2.start()
+	gw1.start()
+	gw2.start()
+	return c.pairOn(gw1, gw2)
+}
+
+// pairOn starts alice on gw1 and bob on gw2, both running.
+func (c *cluster) pairOn(gw1, gw2 *gateway) *pair {
+	t := c.t
+	p := &pair{c: c, gw1: gw1, gw2: gw2}
 	gws := []*gateway{p.gw1, p.gw2}
 	p.a = newChatClient(t, "alice", "bob", gws, 0)
 	p.b = newChatClient(t, "bob", "alice", gws, 1)

@@ -45,11 +45,11 @@ var (
 // lease is the gateway lease of every test cluster (GATEWAY_LEASE).
 const lease = 3 * time.Second
 
-// The gateway binary is built once per test run into binDir.
+// The gateway and router binaries are built once per test run into binDir.
 var (
 	buildOnce sync.Once
 	binDir    string
-	binPath   string
+	binPath   string // the gateway's
 	buildErr  error
 )
 
@@ -61,7 +61,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// gatewayBinary builds cmd/gateway once and returns its path.
+// gatewayBinary builds cmd/gateway and cmd/router once and returns the
+// gateway's path; the router is beside it.
 func gatewayBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -69,9 +70,9 @@ func gatewayBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(binDir, "gateway")
-		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/gateway").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", binDir+"/", "../../cmd/gateway", "../../cmd/router").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build ../../cmd/gateway: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build ../../cmd/gateway ../../cmd/router: %v\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
