@@ -21,11 +21,12 @@ infra:
 	deploy/redis/redis.sh start
 	deploy/kafka/kafka.sh start
 
-## run: the whole local cluster — Kafka, Redis, router, gateways gw-1 (:8080) and gw-2 (:8081); Ctrl-C stops it
+## run: the whole local cluster — Kafka, Redis (persisted), router, gateways gw-1 (:8080), gw-2 (:8081), …
+## (GATEWAYS=3 for three); members that exit are restarted with backoff; Ctrl-C or `make stop` stops it all
 run: build
 	deploy/local/run.sh
 
-## stop: stop everything `make run` or `make test` started
+## stop: stop everything `make run` or `make test` started (the supervisor too; from any terminal)
 stop:
 	-deploy/local/run.sh stop
 	-deploy/kafka/kafka.sh stop
