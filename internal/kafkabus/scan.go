@@ -4,17 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 )
 
 // Scan reads partition of topic from offset from up to (not including)
-// offset to, outside any consumer group, in large fetches read ahead of
-// handle: it is the bulk reader of a rebuild or a restore, where
-// Replay's modest fetches would cost more than the work done per record.
-// handle gets each record in order; Scan stops at its first error. The
-// record's Key and Value stay valid after handle returns.
+// offset to, outside any consumer group, in large fetches made ahead of
+// handle by a goroutine of its own: the bulk reader of a rebuild or a
+// restore, where Replay's fetches would cost more than the work done per
+// record. handle gets each record in order; Scan stops at its first error.
+// The record's Key and Value stay valid after handle returns.
 func Scan(ctx context.Context, cfg Config, topic string, partition int, from, to int64, handle func(Record) error) error {
 	if err := cfg.setDefaults(); err != nil {
 		return err
@@ -22,35 +23,79 @@ func Scan(ctx context.Context, cfg Config, topic string, partition int, from, to
 	if from >= to {
 		return nil
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:       cfg.Brokers,
-		Topic:         topic,
-		Partition:     partition,
-		Dialer:        &kafka.Dialer{Timeout: cfg.DialTimeout, ClientID: cfg.ClientID},
-		MinBytes:      1,
-		MaxBytes:      32 << 20,
-		QueueCapacity: 8192,
-		MaxWait:       250 * time.Millisecond,
-	})
-	defer r.Close()
-	if err := r.SetOffset(from); err != nil {
+	dialer := &kafka.Dialer{Timeout: cfg.DialTimeout, ClientID: cfg.ClientID}
+	conn, err := dialer.DialLeader(ctx, "tcp", cfg.Brokers[0], topic, partition)
+	if err != nil {
 		return fmt.Errorf("scan %s/%d: %w", topic, partition, err)
 	}
-	for {
-		m, err := r.ReadMessage(ctx)
-		if err != nil {
-			return fmt.Errorf("scan %s/%d: %w", topic, partition, err)
-		}
-		if m.Offset >= to {
-			return nil // a compacted topic may have no record at to-1
-		}
-		if err := handle(Record{Topic: m.Topic, Key: m.Key, Value: m.Value, Partition: m.Partition, Offset: m.Offset, Time: m.Time}); err != nil {
-			return err
-		}
-		if m.Offset+1 >= to {
-			return nil
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []Record, 4)
+	var readErr error
+	go func() {
+		defer close(batches)
+		defer conn.Close()
+		readErr = fetchBatches(ctx, conn, topic, partition, from, to, batches)
+	}()
+	for recs := range batches {
+		for _, rec := range recs {
+			if err := handle(rec); err != nil {
+				cancel()
+				for range batches { // let the reader exit
+				}
+				return err
+			}
 		}
 	}
+	if readErr != nil {
+		return fmt.Errorf("scan %s/%d: %w", topic, partition, readErr)
+	}
+	return nil
+}
+
+// fetchBatches fetches [from, to) on conn and sends the records in
+// batches, until ctx ends.
+func fetchBatches(ctx context.Context, conn *kafka.Conn, topic string, partition int, from, to int64, out chan<- []Record) error {
+	if _, err := conn.Seek(from, kafka.SeekAbsolute); err != nil {
+		return err
+	}
+	empty := 0
+	for off := from; off < to; {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 250 * time.Millisecond})
+		recs := make([]Record, 0, 4096)
+		for {
+			m, err := batch.ReadMessage()
+			if err != nil {
+				break
+			}
+			if m.Offset >= to {
+				break
+			}
+			recs = append(recs, Record{Topic: topic, Key: m.Key, Value: m.Value, Partition: partition, Offset: m.Offset, Time: m.Time})
+			off = m.Offset + 1
+		}
+		hw := batch.HighWaterMark()
+		if err := batch.Close(); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if len(recs) > 0 {
+			select {
+			case out <- recs:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			empty = 0
+		} else if hw <= off {
+			return nil // the partition ends before to (compacted, or truncated)
+		} else if empty++; empty == 10 {
+			return fmt.Errorf("no records at offset %d below the high watermark %d", off, hw)
+		}
+	}
+	return nil
 }
 
 // OffsetsAt returns, for each partition of topic, the offset of its first

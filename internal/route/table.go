@@ -348,28 +348,37 @@ func (t *Table) RaiseSeqs(ctx context.Context, seqs map[chat.ConvID]int64) error
 	return nil
 }
 
+// restoreDedupes sets each dedupe record KEYS[i] to ARGV[2i-1] with a TTL
+// of ARGV[2i] ms, unless it exists.
+var restoreDedupes = redis.NewScript(`
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[2*i-1], 'NX', 'PX', ARGV[2*i]) end
+return 1
+`)
+
 // RestoreDedupes records each message's (sender, cid) as acknowledged, as
 // the send path did when it was sent, unless a record exists or the
-// message is older than the dedupe TTL; pipelined. A restore and a rebuild
-// call it, so that retries stay idempotent across a Redis data loss.
+// message is older than the dedupe TTL; 500 records per script, pipelined.
+// A restore and a rebuild call it, so that retries stay idempotent across
+// a Redis data loss.
 func (t *Table) RestoreDedupes(ctx context.Context, msgs []*chat.Message) error {
+	if err := restoreDedupes.Load(ctx, t.rdb).Err(); err != nil {
+		return fmt.Errorf("restore dedupe: %w", err)
+	}
 	pipe := t.rdb.Pipeline()
-	n := 0
 	now := t.now()
-	for _, m := range msgs {
+	keys, args := make([]string, 0, 500), make([]any, 0, 1000)
+	for i, m := range msgs {
 		left := t.cfg.DedupeTTL - now.Sub(time.UnixMilli(m.TS))
-		if m.CID == "" || left <= 0 {
-			continue
+		if m.CID != "" && left > 0 {
+			keys = append(keys, t.dedupeKey(m.From, m.CID))
+			args = append(args, m.ID+"|"+strconv.FormatInt(m.Seq, 10)+"|"+strconv.FormatInt(m.TS, 10)+"|a", max(left.Milliseconds(), 1))
 		}
-		rec := m.ID + "|" + strconv.FormatInt(m.Seq, 10) + "|" + strconv.FormatInt(m.TS, 10) + "|a"
-		pipe.SetNX(ctx, t.dedupeKey(m.From, m.CID), rec, left)
-		if n++; n%5000 == 0 {
-			if _, err := pipe.Exec(ctx); err != nil {
-				return fmt.Errorf("restore dedupe: %w", err)
-			}
+		if len(keys) == cap(keys) || i == len(msgs)-1 && len(keys) > 0 {
+			restoreDedupes.EvalSha(ctx, pipe, keys, args...)
+			keys, args = make([]string, 0, 500), make([]any, 0, 1000)
 		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return fmt.Errorf("restore dedupe: %w", err)
 	}
 	return nil

@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -78,16 +77,10 @@ func (r *Router) readCheckpoint(ctx context.Context, cp *checkpoint) error {
 }
 
 // seqOf returns the conversation and seq of a chat-log message record
-// (ok false for other records), decoding no more than that.
+// (ok false for other records).
 func seqOf(value []byte) (conv chat.ConvID, seq int64, ok bool) {
-	var lr struct {
-		Type    string `json:"type"`
-		Message *struct {
-			Conv chat.ConvID `json:"conv"`
-			Seq  int64       `json:"seq"`
-		} `json:"message"`
-	}
-	if json.Unmarshal(value, &lr) != nil || lr.Type != chat.TypeMessage || lr.Message == nil {
+	lr, err := decodeLogRecord(value)
+	if err != nil || lr.Type != chat.TypeMessage {
 		return "", 0, false
 	}
 	return lr.Message.Conv, lr.Message.Seq, true

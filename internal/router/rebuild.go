@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,16 +26,18 @@ type RebuildStats struct {
 	// Restore is set when the seq counters had to be restored first
 	// (Redis had lost its data).
 	Restore *RestoreStats
+	// Replay is how long replaying the records took.
+	Replay time.Duration
 	// Took is the whole rebuild, restore included.
 	Took time.Duration
 }
 
 // Rate returns the records replayed per second.
 func (s RebuildStats) Rate() float64 {
-	if s.Took <= 0 {
+	if s.Replay <= 0 {
 		return 0
 	}
-	return float64(s.Records) / s.Took.Seconds()
+	return float64(s.Records) / s.Replay.Seconds()
 }
 
 // Rebuild deletes the materialized views and replays chat-log and
@@ -103,13 +106,16 @@ func (r *Router) rebuild(ctx context.Context, detected time.Time, flush bool) (R
 			return fail(err)
 		}
 	}
+	start := time.Now()
 	if st.Records, err = r.replay(ctx); err != nil {
 		return fail(err)
 	}
+	st.Replay = time.Since(start)
 	if err := lock.Done(ctx); err != nil {
 		return fail(err)
 	}
 	st.Took = time.Since(detected)
+	r.lastRebuild.Store(&st)
 	r.log.Info("rebuild done", "keys_deleted", st.KeysDeleted, "records", st.Records,
 		"took", st.Took.Round(time.Millisecond), "records_per_s", int(st.Rate()))
 	return st, nil
@@ -237,6 +243,9 @@ type chunk struct {
 func (r *Router) replayLog(ctx context.Context, from, to map[int]int64, pr *progress) (int, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	// Two chunks in flight are most of the heap, and short-lived: collect
+	// less often than for the live router's small garbage.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	free, full := make(chan *chunk, 2), make(chan *chunk)
 	for range 2 {
 		free <- &chunk{bulk: r.store.NewBulk(r.cfg.ChatLogTopic)}
@@ -278,7 +287,7 @@ func (r *Router) replayLog(ctx context.Context, from, to map[int]int64, pr *prog
 	err := func() error {
 		for p, end := range to {
 			err := kafkabus.Scan(ctx, r.kafka, r.cfg.ChatLogTopic, p, from[p], end, func(rec kafkabus.Record) error {
-				lr, err := chat.DecodeLogRecord(rec.Value)
+				lr, err := decodeLogRecord(rec.Value)
 				if err != nil {
 					r.log.Warn("undecodable chat-log record", "partition", rec.Partition, "offset", rec.Offset, "err", err)
 					lr = nil

@@ -19,6 +19,9 @@ type RestoreStats struct {
 	Tail int
 	// Dedupes is how many messages had their dedupe record restored.
 	Dedupes int
+	// Work is the time spent reading and writing, without the wait for
+	// RestoreGrace.
+	Work time.Duration
 	// Took is from the detection of the loss until the restored marker.
 	Took time.Duration
 }
@@ -37,7 +40,7 @@ func (r *Router) scanTail(ctx context.Context, t *tail, from, to, recent map[int
 		err := kafkabus.Scan(ctx, r.kafka, r.cfg.ChatLogTopic, p, from[p], end, func(rec kafkabus.Record) error {
 			t.records++
 			if rec.Offset >= recent[p] {
-				lr, err := chat.DecodeLogRecord(rec.Value)
+				lr, err := decodeLogRecord(rec.Value)
 				if err == nil && lr.Type == chat.TypeMessage {
 					t.recent = append(t.recent, lr.Message)
 					t.seqs[lr.Message.Conv] = max(t.seqs[lr.Message.Conv], lr.Message.Seq)
@@ -91,34 +94,41 @@ func (r *Router) restoreSeqs(ctx context.Context, lock *store.RebuildLock, detec
 		from[p] = max(first[p], min(c, recent[p]))
 	}
 	t := &tail{seqs: cp.seqs}
-	for pass := 1; ; pass++ {
+	pass := func() error {
 		if err := r.scanTail(ctx, t, from, end, recent); err != nil {
-			return st, err
+			return err
 		}
 		if err := r.table.RaiseSeqs(ctx, t.seqs); err != nil {
-			return st, err
+			return err
 		}
 		if err := r.table.RestoreDedupes(ctx, t.recent); err != nil {
-			return st, err
+			return err
 		}
 		st.Conversations += len(t.seqs)
 		st.Dedupes += len(t.recent)
 		t.seqs, t.recent = map[chat.ConvID]int64{}, t.recent[:0]
-		if pass == 2 {
-			break
-		}
-		// Sends that took a seq before the loss may still reach the log.
-		wait := time.NewTimer(time.Until(detected.Add(r.cfg.RestoreGrace)))
-		select {
-		case <-ctx.Done():
-			wait.Stop()
-			return st, ctx.Err()
-		case <-wait.C:
-		}
-		from = end
-		if end, err = r.admin.EndOffsets(ctx, r.cfg.ChatLogTopic); err != nil {
-			return st, err
-		}
+		return nil
+	}
+	if err := pass(); err != nil {
+		return st, err
+	}
+	st.Work = time.Since(detected)
+	// Sends that took a seq before the loss may still reach the log: read
+	// the tail again once they cannot any more.
+	wait := time.NewTimer(time.Until(detected.Add(r.cfg.RestoreGrace)))
+	select {
+	case <-ctx.Done():
+		wait.Stop()
+		return st, ctx.Err()
+	case <-wait.C:
+	}
+	again := time.Now()
+	from = end
+	if end, err = r.admin.EndOffsets(ctx, r.cfg.ChatLogTopic); err != nil {
+		return st, err
+	}
+	if err := pass(); err != nil {
+		return st, err
 	}
 	ok, err := r.table.MarkRestoredHolding(ctx, lock.Key(), lock.Owner())
 	if err != nil {
@@ -127,9 +137,9 @@ func (r *Router) restoreSeqs(ctx context.Context, lock *store.RebuildLock, detec
 	if !ok {
 		return st, fmt.Errorf("restore: %w", store.ErrLockLost)
 	}
-	st.Tail, st.Took = t.records, time.Since(detected)
+	st.Tail, st.Took, st.Work = t.records, time.Since(detected), st.Work+time.Since(again)
 	r.restoreSeconds.Set(st.Took.Seconds())
-	r.log.Info("restore: seq counters back, sends accepted", "took", st.Took.Round(time.Millisecond),
+	r.log.Info("restore: seq counters back, sends accepted", "took", st.Took.Round(time.Millisecond), "work", st.Work.Round(time.Millisecond),
 		"conversations", st.Conversations, "tail_records", st.Tail, "dedupe_records", st.Dedupes)
 	return st, nil
 }

@@ -155,6 +155,7 @@ type Router struct {
 	rebuildRecords  prometheus.Counter
 	rebuildProgress prometheus.Gauge
 	restoreSeconds  prometheus.Gauge
+	lastRebuild     atomic.Pointer[RebuildStats]
 }
 
 // New checks cfg, binds the HTTP listener and returns a router.

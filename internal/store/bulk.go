@@ -3,9 +3,12 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 
@@ -112,26 +115,57 @@ func (b *Bulk) Add(lr *chat.LogRecord, partition int, offset int64) {
 // the window is trimmed to ARGV[1] (HDEL of the trimmed bodies), trim:
 // raised to the highest seq trimmed here or in Go (ARGV[3]), the seq
 // counter raised to ARGV[2], the deletes of messages of earlier chunks
-// applied to those still in the window, and the receipt marks raised.
+// applied to those still in the window, the receipt marks raised, and
+// the seq index written (as HSETNX would: the first position in the log
+// wins).
 //
-// KEYS: hist, msg, seq, trim, rcpt.
+// KEYS: hist, msg, seq, trim, rcpt, then the index blocks.
 // ARGV: window, max seq, trimmed in Go, n, n × (seq, id, body, tomb),
-// d, d × id, r, r × (field, mark).
+// d, d × id, r, r × (field, mark), x, x × (index block, seq, position).
 var applyBulk = redis.NewScript(`
 local function raise(key, v)
   local cur = tonumber(redis.call('GET', key) or '0')
   if tonumber(v) > cur then redis.call('SET', key, v) end
 end
-local w = tonumber(ARGV[1])
-local i = 5
-for _ = 1, tonumber(ARGV[4]) do
-  local seq, id, body, tomb = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
-  i = i + 4
-  if redis.call('ZADD', KEYS[1], 'NX', seq, id) == 1 or tomb == '1' then
-    redis.call('HSET', KEYS[2], id, body)
+-- call runs cmd on key with the arguments args[from..to] in slices, and
+-- returns the concatenated replies of the commands that return arrays.
+local function call(cmd, key, flag, args, from, to)
+  local out = {}
+  for a = from, to, 2000 do
+    local r
+    if flag then
+      r = redis.call(cmd, key, flag, unpack(args, a, math.min(a + 1999, to)))
+    else
+      r = redis.call(cmd, key, unpack(args, a, math.min(a + 1999, to)))
+    end
+    if type(r) == 'table' then for _, v in ipairs(r) do out[#out+1] = v end end
   end
+  return out
 end
-local n = redis.call('ZCARD', KEYS[1])
+local w = tonumber(ARGV[1])
+local n = tonumber(ARGV[4])
+if n > 0 then
+  local ids, add = {}, {}
+  for k = 0, n - 1 do
+    local j = 5 + 4 * k
+    ids[#ids+1] = ARGV[j+1]
+    add[#add+1] = ARGV[j]
+    add[#add+1] = ARGV[j+1]
+  end
+  local had = call('ZMSCORE', KEYS[1], nil, ids, 1, #ids)
+  call('ZADD', KEYS[1], 'NX', add, 1, #add)
+  local set = {}
+  for k = 0, n - 1 do
+    local j = 5 + 4 * k
+    if not had[k+1] or ARGV[j+3] == '1' then
+      set[#set+1] = ARGV[j+1]
+      set[#set+1] = ARGV[j+2]
+    end
+  end
+  if #set > 0 then call('HSET', KEYS[2], nil, set, 1, #set) end
+end
+local i = 5 + 4 * n
+n = redis.call('ZCARD', KEYS[1])
 if n > w then
   local old = redis.call('ZRANGE', KEYS[1], 0, n - w - 1, 'WITHSCORES')
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - w - 1)
@@ -166,11 +200,37 @@ for _ = 1, r do
   if tonumber(ARGV[i+1]) > cur then redis.call('HSET', KEYS[5], ARGV[i], ARGV[i+1]) end
   i = i + 2
 end
+-- The index entries come grouped by block: per block, the fields not
+-- there yet are set at once.
+local x = tonumber(ARGV[i])
+i = i + 1
+local k = 0
+while k < x do
+  local key, fields, vals = ARGV[i + 3*k], {}, {}
+  while k < x and ARGV[i + 3*k] == key do
+    fields[#fields+1] = ARGV[i + 3*k + 1]
+    vals[#vals+1] = ARGV[i + 3*k + 2]
+    k = k + 1
+  end
+  local cur = redis.call('HMGET', KEYS[tonumber(key)], unpack(fields))
+  local set = {}
+  for f = 1, #fields do
+    if not cur[f] then
+      set[#set+1] = fields[f]
+      set[#set+1] = vals[f]
+    end
+  end
+  if #set > 0 then redis.call('HSET', KEYS[tonumber(key)], unpack(set)) end
+end
 return 1
 `)
 
-// bulkPipeline is how many commands one pipeline round trip carries.
-const bulkPipeline = 5000
+// bulkPipeline is how many commands one pipeline round trip carries, and
+// bulkWriters how many pipelines a chunk is written with at once.
+const (
+	bulkPipeline = 1000
+	bulkWriters  = 2
+)
 
 // Write writes the chunk to the views, then raises the applied offsets of
 // its partitions, and empties it. On error nothing is known about what was
@@ -179,14 +239,30 @@ func (b *Bulk) Write(ctx context.Context) error {
 	if err := applyBulk.Load(ctx, b.s.rdb).Err(); err != nil { // the pipeline uses EVALSHA
 		return fmt.Errorf("bulk write: %w", err)
 	}
-	p := &pipe{ctx: ctx, p: b.s.rdb.Pipeline()}
-	for conv, cc := range b.convs {
-		if err := b.writeConv(p, conv, cc); err != nil {
-			return err
-		}
+	// Two pipelines on two connections, so that Redis executes one while
+	// the other is being built: conversations are independent.
+	convs := make([]chat.ConvID, 0, len(b.convs))
+	for c := range b.convs {
+		convs = append(convs, c)
 	}
-	if err := p.flush(); err != nil {
-		return fmt.Errorf("bulk write: %w", err)
+	var wg sync.WaitGroup
+	errs := make([]error, bulkWriters)
+	for w := range bulkWriters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := &pipe{ctx: ctx, p: b.s.rdb.Pipeline()}
+			for i := w; i < len(convs) && errs[w] == nil; i += bulkWriters {
+				errs[w] = b.writeConv(p, convs[i], b.convs[convs[i]])
+			}
+			if errs[w] == nil {
+				errs[w] = p.flush()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	for part, next := range b.applied {
 		pos := Position{Topic: b.topic, Partition: part, Offset: next - 1}
@@ -245,13 +321,23 @@ func (b *Bulk) writeConv(p *pipe, conv chat.ConvID, cc *convChunk) error {
 	for f, v := range cc.marks {
 		args = append(args, f, v)
 	}
-	if err := p.add(applyBulk.EvalSha(p.ctx, p.p, []string{s.key("hist", c), s.key("msg", c), s.key("seq", c), s.key("trim", c), s.key("rcpt", c)}, args...)); err != nil {
-		return err
+	keys := []string{s.key("hist", c), s.key("msg", c), s.key("seq", c), s.key("trim", c), s.key("rcpt", c)}
+	seqs := make([]int64, 0, len(cc.index))
+	for seq := range cc.index {
+		seqs = append(seqs, seq)
 	}
-	for seq, where := range cc.index {
-		if err := p.add(p.p.HSetNX(p.ctx, s.IndexKey(conv, seq), strconv.FormatInt(seq, 10), where)); err != nil {
-			return err
+	slices.Sort(seqs) // grouped by block
+	args = append(args, len(seqs))
+	block := int64(-1)
+	for _, seq := range seqs {
+		if seq/IndexBlock != block {
+			block = seq / IndexBlock
+			keys = append(keys, s.IndexKey(conv, seq))
 		}
+		args = append(args, len(keys), strconv.FormatInt(seq, 10), cc.index[seq])
+	}
+	if err := p.add(applyBulk.EvalSha(p.ctx, p.p, keys, args...)); err != nil {
+		return err
 	}
 	if len(cc.dels) > 0 {
 		ids := make([]any, len(cc.dels))
