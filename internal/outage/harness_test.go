@@ -58,9 +58,11 @@ const (
 	readyBound = health.Timeout + 500*time.Millisecond
 	// restoreExpected bounds how long a router may need, once Redis lost
 	// its data, to restore these tests' short chat-log (until then every
-	// send is refused); restoreLimit is what the tests wait before they
-	// give up.
-	restoreExpected = 5 * time.Second
+	// send is refused): it waits out the gateways' 5 s produce timeout
+	// (a send that took its seq from the old Redis may still reach the
+	// log) before it vouches for the counters. restoreLimit is what the
+	// tests wait before they give up.
+	restoreExpected = 5*time.Second + 3*time.Second
 	restoreLimit    = 60 * time.Second
 )
 
