@@ -8,7 +8,7 @@ REDIS_PORT    ?= 6379
 TEST_TIMEOUT  ?= 30m
 export KAFKA_PORT REDIS_PORT
 
-.PHONY: all build run stop infra test test-go test-browser test-unit check fuzz bench clean
+.PHONY: all build run stop infra test test-go test-browser test-unit check fuzz bench bench-restore clean
 
 all: build
 
@@ -65,6 +65,13 @@ fuzz:
 bench: build
 	$(GO) test -run='^$$' -bench=. -benchmem ./internal/...
 	bin/chatload -users 100 -rate 2000 -duration 20s
+
+## bench-restore: a Redis loss with 100k and 1M records in chat-log, without -race: time until
+## sends are accepted and rebuild rate (asserted >= 100,000 records/s); about 4 min per size
+bench-restore: infra
+	SWITCHBOARD_KAFKA=127.0.0.1:$(KAFKA_PORT) SWITCHBOARD_REDIS=127.0.0.1:$(REDIS_PORT) \
+	SWITCHBOARD_RESTORE_RECORDS=100000,1000000 SWITCHBOARD_RESTORE_MIN_RATE=100000 \
+		$(GO) test -tags integration -count=1 -timeout 60m -run TestARedisLoss -v ./internal/router/
 
 clean:
 	rm -rf bin
