@@ -301,24 +301,15 @@ func (g *gateway) start() {
 // timeout passes.
 func (g *gateway) waitReady(timeout time.Duration) {
 	g.c.t.Helper()
-	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(timeout)
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
-	var last string
 	for {
-		resp, err := client.Get("http://" + g.addr + "/readyz")
-		if err == nil {
-			var b bytes.Buffer
-			_, _ = b.ReadFrom(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			last = fmt.Sprintf("%d %s", resp.StatusCode, b.String())
-		} else {
-			last = err.Error()
+		status, body := readyz(g.addr)
+		if status == http.StatusOK {
+			return
 		}
+		last := fmt.Sprintf("%d %s", status, body)
 		if time.Now().After(deadline) {
 			g.c.t.Fatalf("%s not ready after %v: %s", g.name, timeout, last)
 		}
