@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
 	"github.com/switchboard-chat/switchboard/internal/router"
+	"github.com/switchboard-chat/switchboard/internal/store"
 	"github.com/switchboard-chat/switchboard/internal/wsclient"
 )
 
@@ -25,6 +26,8 @@ type views struct {
 	Convs         map[chat.UserID][]chat.ConvID
 	Receipts      map[chat.ConvID][]chat.Receipt
 	Seq           map[chat.ConvID]int64
+	Index         map[chat.ConvID][]store.LogPos
+	Deleted       map[chat.ConvID][]string
 }
 
 func (c *cluster) snapshot(t *testing.T, users []chat.UserID, convs []chat.ConvID) views {
@@ -33,7 +36,8 @@ func (c *cluster) snapshot(t *testing.T, users []chat.UserID, convs []chat.ConvI
 	st := c.store()
 	v := views{Users: map[chat.UserID]chat.User{}, Conversations: map[chat.ConvID]chat.Conversation{},
 		History: map[chat.ConvID][]chat.Message{}, Convs: map[chat.UserID][]chat.ConvID{},
-		Receipts: map[chat.ConvID][]chat.Receipt{}, Seq: map[chat.ConvID]int64{}}
+		Receipts: map[chat.ConvID][]chat.Receipt{}, Seq: map[chat.ConvID]int64{},
+		Index: map[chat.ConvID][]store.LogPos{}, Deleted: map[chat.ConvID][]string{}}
 	for _, conv := range convs {
 		msgs, err := st.History(ctx, conv, 0, 100000)
 		if err != nil {
@@ -51,6 +55,11 @@ func (c *cluster) snapshot(t *testing.T, users []chat.UserID, convs []chat.ConvI
 		})
 		v.Receipts[conv] = marks
 		v.Seq[conv], _ = c.rdb.Get(ctx, c.table().SeqKey(conv)).Int64()
+		if v.Index[conv], err = st.Locate(ctx, conv, 1, v.Seq[conv]); err != nil {
+			t.Fatal(err)
+		}
+		v.Deleted[conv], _ = c.rdb.SMembers(ctx, st.DeletedKey(conv)).Result()
+		sort.Strings(v.Deleted[conv])
 		if cv, ok, err := st.Conversation(ctx, conv); err != nil {
 			t.Fatal(err)
 		} else if ok {
@@ -161,6 +170,9 @@ func TestRedisFlushedThenRebuiltFromTheLogHoldsTheSameViews(t *testing.T) {
 	}
 	if len(before.History["dm:alice:bob"]) == 0 || !before.History["dm:alice:bob"][len(before.History["dm:alice:bob"])-1].Deleted {
 		t.Fatalf("the deleted message is not marked deleted before the rebuild")
+	}
+	if idx, del := before.Index["dm:alice:bob"], before.Deleted["dm:alice:bob"]; int64(len(idx)) != before.Seq["dm:alice:bob"] || len(del) != 1 || del[0] != lastDM.ID {
+		t.Fatalf("before the rebuild: index %v, deleted %v", idx, del)
 	}
 
 	// Flush everything this cluster has in Redis: views, seq counters,
