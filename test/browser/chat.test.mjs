@@ -425,6 +425,7 @@ describe('web client against two gateways', { timeout: 5 * TEST_MS }, () => {
       // A sync gives a new device the newest 50; each click one page more.
       for (const want of [50, 100, 130]) {
         await dave.waitFor(`${want} messages on screen`, (n) => document.querySelectorAll('#messages > li').length === n, want);
+        if (want === 50) await dave.screenshot('dave-history.png');
         if (want < 130) {
           await dave.waitFor('the "Load earlier messages" button', () => {
             const b = document.querySelector('#older');
