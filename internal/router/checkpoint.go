@@ -43,11 +43,7 @@ func newCheckpoint() *checkpoint {
 
 // read adds the checkpoint records from cp.next up to the topic's end.
 func (r *Router) readCheckpoint(ctx context.Context, cp *checkpoint) error {
-	end, err := r.admin.EndOffsets(ctx, r.cfg.CheckpointTopic)
-	if err != nil {
-		return err
-	}
-	first, err := r.admin.FirstOffsets(ctx, r.cfg.CheckpointTopic)
+	first, end, err := r.span(ctx, r.cfg.CheckpointTopic)
 	if err != nil {
 		return err
 	}
@@ -100,19 +96,13 @@ type checkpointer struct {
 
 func (r *Router) checkpointLoop(ctx context.Context) {
 	c := &checkpointer{r: r}
-	t := time.NewTicker(r.cfg.CheckpointInterval)
-	defer t.Stop()
-	for {
+	every(ctx, r.cfg.CheckpointInterval, true, func() bool {
 		if err := c.write(ctx); err != nil && ctx.Err() == nil {
 			r.log.Warn("checkpoint failed; retrying on the next", "err", err)
 			c.topic = nil // start over from the topic
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+		return true
+	})
 }
 
 // write reads chat-log from where it stopped and writes one checkpoint.
@@ -133,11 +123,7 @@ func (c *checkpointer) write(ctx context.Context) error {
 			c.pos[p] = o
 		}
 	}
-	end, err := r.admin.EndOffsets(ctx, r.cfg.ChatLogTopic)
-	if err != nil {
-		return err
-	}
-	first, err := r.admin.FirstOffsets(ctx, r.cfg.ChatLogTopic)
+	first, end, err := r.span(ctx, r.cfg.ChatLogTopic)
 	if err != nil {
 		return err
 	}

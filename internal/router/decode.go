@@ -21,11 +21,10 @@ func decodeLogRecord(b []byte) (*chat.LogRecord, error) {
 func fastLogRecord(b []byte) (*chat.LogRecord, bool) {
 	d := scanner{b: b}
 	lr := &chat.LogRecord{}
-	ok := d.object(func(key string) (ok bool) {
+	ok := d.object(func(key string) bool {
 		switch key {
 		case "type":
-			lr.Type, ok = d.str()
-			return ok
+			return strInto(&d, &lr.Type)
 		case "message":
 			lr.Message = &chat.Message{}
 			return d.message(lr.Message)
@@ -49,75 +48,79 @@ func fastLogRecord(b []byte) (*chat.LogRecord, bool) {
 }
 
 func (d *scanner) message(m *chat.Message) bool {
-	return d.object(func(key string) (ok bool) {
+	return d.object(func(key string) bool {
 		switch key {
 		case "id":
-			m.ID, ok = d.str()
+			return strInto(d, &m.ID)
 		case "conv":
-			var s string
-			s, ok = d.str()
-			m.Conv = chat.ConvID(s)
+			return strInto(d, &m.Conv)
 		case "seq":
-			m.Seq, ok = d.int()
+			return d.intInto(&m.Seq)
 		case "from":
-			var s string
-			s, ok = d.str()
-			m.From = chat.UserID(s)
+			return strInto(d, &m.From)
 		case "to":
-			var s string
-			s, ok = d.str()
-			m.To = chat.UserID(s)
+			return strInto(d, &m.To)
 		case "body":
-			m.Body, ok = d.str()
+			return strInto(d, &m.Body)
 		case "ts":
-			m.TS, ok = d.int()
+			return d.intInto(&m.TS)
 		case "cid":
-			m.CID, ok = d.str()
+			return strInto(d, &m.CID)
 		case "deleted":
+			var ok bool
 			m.Deleted, ok = d.bool()
+			return ok
 		}
-		return ok
+		return false
 	})
 }
 
 func (d *scanner) receipt(r *chat.Receipt) bool {
-	return d.object(func(key string) (ok bool) {
-		var s string
+	return d.object(func(key string) bool {
 		switch key {
 		case "conv":
-			s, ok = d.str()
-			r.Conv = chat.ConvID(s)
+			return strInto(d, &r.Conv)
 		case "user":
-			s, ok = d.str()
-			r.User = chat.UserID(s)
+			return strInto(d, &r.User)
 		case "seq":
-			r.Seq, ok = d.int()
+			return d.intInto(&r.Seq)
 		case "status":
-			r.Status, ok = d.str()
+			return strInto(d, &r.Status)
 		case "ts":
-			r.TS, ok = d.int()
+			return d.intInto(&r.TS)
 		}
-		return ok
+		return false
 	})
 }
 
 func (d *scanner) delete(x *chat.Delete) bool {
-	return d.object(func(key string) (ok bool) {
-		var s string
+	return d.object(func(key string) bool {
 		switch key {
 		case "id":
-			x.ID, ok = d.str()
+			return strInto(d, &x.ID)
 		case "conv":
-			s, ok = d.str()
-			x.Conv = chat.ConvID(s)
+			return strInto(d, &x.Conv)
 		case "by":
-			s, ok = d.str()
-			x.By = chat.UserID(s)
+			return strInto(d, &x.By)
 		case "ts":
-			x.TS, ok = d.int()
+			return d.intInto(&x.TS)
 		}
-		return ok
+		return false
 	})
+}
+
+// strInto parses a string into dst.
+func strInto[T ~string](d *scanner, dst *T) bool {
+	s, ok := d.str()
+	*dst = T(s)
+	return ok
+}
+
+// intInto parses an integer into dst.
+func (d *scanner) intInto(dst *int64) bool {
+	n, ok := d.int()
+	*dst = n
+	return ok
 }
 
 // scanner parses the subset of JSON that fastLogRecord accepts. Every

@@ -125,19 +125,22 @@ func (r *Router) rebuild(ctx context.Context, detected time.Time, flush bool) (R
 // rebuild when the lock is lost: Redis lost its data again (the rebuild
 // must start over), or the lock expired and another router took it.
 func keepLock(ctx context.Context, lock *store.RebuildLock, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(lockTTL / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, lockTTL/3, false, func() bool {
 		if err := lock.Refresh(ctx, lockTTL); errors.Is(err, store.ErrLockLost) {
 			cancel(err)
-			return
+			return false
 		}
+		return true
+	})
+}
+
+// span returns the first and end offsets of each partition of topic.
+func (r *Router) span(ctx context.Context, topic string) (first, end map[int]int64, err error) {
+	if first, err = r.admin.FirstOffsets(ctx, topic); err != nil {
+		return nil, nil, err
 	}
+	end, err = r.admin.EndOffsets(ctx, topic)
+	return first, end, err
 }
 
 // replay writes chat-state and then chat-log, from their first offsets to
@@ -147,11 +150,7 @@ func (r *Router) replay(ctx context.Context) (int, error) {
 	spans := map[string][2]map[int]int64{}
 	total := int64(0)
 	for _, topic := range []string{r.cfg.ChatStateTopic, r.cfg.ChatLogTopic} {
-		first, err := r.admin.FirstOffsets(ctx, topic)
-		if err != nil {
-			return 0, err
-		}
-		end, err := r.admin.EndOffsets(ctx, topic)
+		first, end, err := r.span(ctx, topic)
 		if err != nil {
 			return 0, err
 		}
@@ -323,16 +322,7 @@ func (r *Router) replayLog(ctx context.Context, from, to map[int]int64, pr *prog
 // restored marker is gone) or a rebuild died unfinished, and then
 // restores the seq counters and rebuilds the views behind them.
 func (r *Router) restoreLoop(ctx context.Context) {
-	t := time.NewTicker(r.cfg.RestoreCheck)
-	defer t.Stop()
-	for {
-		r.restoreIfLost(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	every(ctx, r.cfg.RestoreCheck, true, func() bool { r.restoreIfLost(ctx); return true })
 }
 
 // restoreIfLost restores and rebuilds when the restored marker is missing

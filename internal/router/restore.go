@@ -73,11 +73,7 @@ func (r *Router) restoreSeqs(ctx context.Context, lock *store.RebuildLock, detec
 	if err := r.readCheckpoint(ctx, cp); err != nil {
 		return st, err
 	}
-	first, err := r.admin.FirstOffsets(ctx, r.cfg.ChatLogTopic)
-	if err != nil {
-		return st, err
-	}
-	end, err := r.admin.EndOffsets(ctx, r.cfg.ChatLogTopic)
+	first, end, err := r.span(ctx, r.cfg.ChatLogTopic)
 	if err != nil {
 		return st, err
 	}

@@ -355,14 +355,25 @@ func (r *Router) applyRecord(ctx context.Context, lr *chat.LogRecord, pos store.
 
 // janitorLoop purges gateways whose lease lapsed.
 func (r *Router) janitorLoop(ctx context.Context) {
-	t := time.NewTicker(r.cfg.JanitorInterval)
+	every(ctx, r.cfg.JanitorInterval, false, func() bool { r.sweep(ctx); return true })
+}
+
+// every calls f every d (and at once if now) until ctx ends or f returns
+// false.
+func every(ctx context.Context, d time.Duration, now bool, f func() bool) {
+	if now && !f() {
+		return
+	}
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			r.sweep(ctx)
+		}
+		if ctx.Err() != nil || !f() {
+			return
 		}
 	}
 }
