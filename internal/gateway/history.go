@@ -33,10 +33,11 @@ func (s *Server) processHistory(ctx context.Context, c *conn, in *protocol.Inbou
 	}), essential)
 }
 
-// waitRebuilt waits (at most SyncWait) while a rebuild of the views runs:
-// until it ends they may lack part of the log, and a sync or history page
-// would answer short. It answers unavailable and reports false when the
-// rebuild is still running (or Redis did not answer).
+// waitRebuilt waits (at most SyncWait) while the views are incomplete: a
+// rebuild runs, or Redis lost its data and no router has begun restoring
+// it yet (the restored marker is missing). Until then a sync or history
+// page would answer short. It answers unavailable and reports false when
+// the views are still incomplete (or Redis did not answer).
 func (s *Server) waitRebuilt(ctx context.Context, c *conn) bool {
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.SyncWait)
 	defer cancel()
@@ -45,7 +46,10 @@ func (s *Server) waitRebuilt(ctx context.Context, c *conn) bool {
 	for {
 		busy, err := s.store.Rebuilding(wctx)
 		if err == nil && !busy {
-			return true
+			var restored bool
+			if restored, err = s.table.Restored(wctx); err == nil && restored {
+				return true
+			}
 		}
 		select {
 		case <-wctx.Done():
