@@ -100,19 +100,19 @@ func (t *Tokens) TTL() time.Duration { return t.cfg.TTL }
 // Issue returns a token for u, signed with the signing key, and its expiry.
 func (t *Tokens) Issue(u chat.UserID) (string, time.Time, error) {
 	now := t.cfg.Now()
-	exp := now.Add(t.cfg.TTL)
+	exp := jwt.NewNumericDate(now.Add(t.cfg.TTL)) // whole seconds, as the token says
 	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
 		Issuer:    t.cfg.Issuer,
 		Subject:   string(u),
 		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(exp),
+		ExpiresAt: exp,
 	})
 	tok.Header["kid"] = t.cfg.Signing.ID
 	s, err := tok.SignedString(t.cfg.Signing.Secret)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
 	}
-	return s, exp, nil
+	return s, exp.Time, nil
 }
 
 // Check verifies raw (signature by an accepted key named by its kid,

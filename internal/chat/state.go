@@ -15,6 +15,11 @@ const (
 type User struct {
 	ID        UserID `json:"id"`
 	CreatedAt int64  `json:"created_at"` // Unix milliseconds
+	// PasswordHash is the account's argon2id hash (auth.Hasher), empty
+	// for a user first seen in open auth mode. It is part of the durable
+	// record only: never put a User in an answer to a client; answer
+	// with its ID and CreatedAt.
+	PasswordHash string `json:"password_hash,omitempty"`
 }
 
 // Conversation is a conversation's durable description.
