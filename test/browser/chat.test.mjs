@@ -177,7 +177,8 @@ class Client {
   async openConv(conv) {
     await this.waitFor(`conversation ${conv} in the list`, (id) =>
       !!document.querySelector(`#convs [data-conv="${CSS.escape(id)}"]`), conv);
-    await this.page.click(`#convs [data-conv="${conv}"]`);
+    // Clicked in the page, in one step: the list may re-render between a lookup and a click.
+    await this.page.$eval(`#convs [data-conv="${conv}"]`, (el) => el.click());
     await this.waitFor(`conversation ${conv} on screen`, (id) =>
       document.querySelector('#messages').dataset.conv === id &&
       document.querySelector(`#convs [data-conv="${CSS.escape(id)}"]`)?.getAttribute('aria-current') === 'true', conv);
