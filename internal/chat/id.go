@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // UserID is a user name: 1–32 characters of a-z, 0-9, '_', '-', '.'.
@@ -36,25 +37,60 @@ var (
 )
 
 // ParseUserID validates s as a user id. It does not lower-case: an upper-case
-// letter makes the id invalid, so one user never has two spellings.
+// letter makes the id invalid, so one user never has two spellings. Names
+// without a letter or digit (".", "..", "-", "_._") and the reserved words
+// in reservedUserIDs are refused: they read as paths, flags or
+// conversation names. An invalid s is quoted in the error only up to
+// MaxUserIDLen bytes, so an error answer never echoes a huge input.
 func ParseUserID(s string) (UserID, error) {
-	if len(s) == 0 || len(s) > MaxUserIDLen {
-		return "", fmt.Errorf("%w: %q must be 1-%d characters", ErrBadUserID, s, MaxUserIDLen)
+	if err := checkName(s, MaxUserIDLen); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadUserID, err)
+	}
+	if reservedUserIDs[s] || strings.IndexFunc(s, isAlnum) < 0 {
+		return "", fmt.Errorf("%w: %q is reserved", ErrBadUserID, s)
+	}
+	return UserID(s), nil
+}
+
+// reservedUserIDs are valid-looking names that no user may have.
+var reservedUserIDs = map[string]bool{
+	"public": true, "system": true, "admin": true, "root": true, "null": true, "undefined": true,
+}
+
+func isAlnum(r rune) bool { return r >= 'a' && r <= 'z' || r >= '0' && r <= '9' }
+
+// checkName checks s against the user-id alphabet and 1..maxLen bytes.
+func checkName(s string, maxLen int) error {
+	if len(s) == 0 || len(s) > maxLen {
+		return fmt.Errorf("%q must be 1-%d characters", Clip(s, maxLen), maxLen)
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return "", fmt.Errorf("%w: %q may contain only a-z, 0-9 and _ - . (lowercase)", ErrBadUserID, s)
+			return fmt.Errorf("%q may contain only a-z, 0-9 and _ - . (lowercase)", Clip(s, maxLen))
 		}
 	}
-	return UserID(s), nil
+	return nil
+}
+
+// Clip returns s cut to at most n bytes (never inside a UTF-8 sequence),
+// with "…" appended when it was cut: for quoting client input in errors
+// and logs.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // ParseServerID validates s as a SERVER_ID: 1–200 characters of a-z, A-Z,
 // 0-9, '.', '_', '-', and not "." or "..".
 func ParseServerID(s string) (ServerID, error) {
 	if len(s) == 0 || len(s) > MaxServerIDLen {
-		return "", fmt.Errorf("%w: %q must be 1-%d characters", ErrBadServerID, s, MaxServerIDLen)
+		return "", fmt.Errorf("%w: %q must be 1-%d characters", ErrBadServerID, Clip(s, MaxServerIDLen), MaxServerIDLen)
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -83,6 +119,9 @@ const (
 	KindGroup  Kind = "group"
 )
 
+// maxConvQuote is the most of an invalid conversation id an error quotes.
+const maxConvQuote = 3 + 2*MaxUserIDLen + 1
+
 // ParseConvID validates s as a conversation id. A direct id must name two
 // valid users in order (a <= b); a group id is "g:" and 1–64 characters of
 // the user-id alphabet.
@@ -93,21 +132,21 @@ func ParseConvID(s string) (ConvID, error) {
 	case strings.HasPrefix(s, "dm:"):
 		a, b, ok := strings.Cut(s[3:], ":")
 		if !ok {
-			return "", fmt.Errorf("%w: %q: want dm:<a>:<b>", ErrBadConvID, s)
+			return "", fmt.Errorf("%w: %q: want dm:<a>:<b>", ErrBadConvID, Clip(s, maxConvQuote))
 		}
 		ua, errA := ParseUserID(a)
 		ub, errB := ParseUserID(b)
 		if errA != nil || errB != nil || ub < ua {
-			return "", fmt.Errorf("%w: %q: want dm:<a>:<b> with valid user ids and a <= b", ErrBadConvID, s)
+			return "", fmt.Errorf("%w: %q: want dm:<a>:<b> with valid user ids and a <= b", ErrBadConvID, Clip(s, maxConvQuote))
 		}
 		return ConvID(s), nil
 	case strings.HasPrefix(s, "g:"):
-		if _, err := ParseUserID(s[2:]); err != nil || len(s) > 66 {
-			return "", fmt.Errorf("%w: %q: want g:<id>, the id 1-64 characters of a-z, 0-9 and _ - . (lowercase)", ErrBadConvID, s)
+		if err := checkName(s[2:], 64); err != nil {
+			return "", fmt.Errorf("%w: %q: want g:<id>, the id 1-64 characters of a-z, 0-9 and _ - . (lowercase)", ErrBadConvID, Clip(s, maxConvQuote))
 		}
 		return ConvID(s), nil
 	}
-	return "", fmt.Errorf("%w: %q: want public, dm:<a>:<b> or g:<id>", ErrBadConvID, s)
+	return "", fmt.Errorf("%w: %q: want public, dm:<a>:<b> or g:<id>", ErrBadConvID, Clip(s, maxConvQuote))
 }
 
 // Kind reports the kind of c, which must be valid.

@@ -22,6 +22,14 @@ func TestParseUserID(t *testing.T) {
 		{"al ice", false},
 		{"al:ice", false},
 		{"élise", false},
+		{".", false},
+		{"..", false},
+		{"-", false},
+		{"_._", false},
+		{"public", false},
+		{"undefined", false},
+		{"a.b", true},
+		{"7", true},
 	} {
 		_, err := ParseUserID(tc.in)
 		if (err == nil) != tc.ok {
@@ -130,5 +138,26 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 	if _, err := DecodeLogRecord([]byte(`{`)); err == nil {
 		t.Fatal("bad JSON decoded")
+	}
+}
+
+func TestAnInvalidIDIsQuotedOnlyInPart(t *testing.T) {
+	long := strings.Repeat("x", 100<<10) + "!"
+	for name, err := range map[string]error{
+		"user": func() error { _, err := ParseUserID(long); return err }(),
+		"conv": func() error { _, err := ParseConvID("dm:" + long); return err }(),
+	} {
+		if err == nil || len(err.Error()) > 200 {
+			t.Errorf("%s: error of %d bytes for a %d-byte id: %.80v", name, len(err.Error()), len(long), err)
+		}
+	}
+}
+
+func TestClipNeverCutsACharacter(t *testing.T) {
+	if got := Clip("aéb", 2); got != "a…" {
+		t.Fatalf("Clip = %q, want %q", got, "a…")
+	}
+	if got := Clip("abc", 3); got != "abc" {
+		t.Fatalf("Clip = %q", got)
 	}
 }

@@ -25,23 +25,44 @@ type Gateway struct {
 	ShutdownTimeout time.Duration // GATEWAY_SHUTDOWN_TIMEOUT
 	ConnectRate     float64       // GATEWAY_CONNECT_RATE
 	ConnectBurst    int           // GATEWAY_CONNECT_BURST
+
+	HTTPReadTimeout    time.Duration // HTTP_READ_TIMEOUT
+	HTTPWriteTimeout   time.Duration // HTTP_WRITE_TIMEOUT
+	HTTPIdleTimeout    time.Duration // HTTP_IDLE_TIMEOUT
+	MaxHeaderBytes     int           // HTTP_MAX_HEADER_BYTES
+	MaxBodyBytes       int64         // HTTP_MAX_BODY_BYTES
+	MaxConnsPerIP      int           // GATEWAY_MAX_CONNS_PER_IP (negative: unlimited)
+	MessageRate        float64       // GATEWAY_MESSAGE_RATE (negative: unlimited)
+	MessageBurst       int           // GATEWAY_MESSAGE_BURST
+	MaxSessionsPerUser int           // GATEWAY_MAX_SESSIONS_PER_USER (negative: unlimited)
+	AuditTopic         string        // KAFKA_AUDIT_TOPIC
 }
 
 var gatewayDefaults = map[string]any{
-	"server_id":                "",
-	"http_addr":                ":8080",
-	"auth.mode":                "open",
-	"allowed_origins":          []string{},
-	"kafka.topic_partitions":   1,
-	"kafka.topic_retention":    "24h",
-	"kafka.produce_timeout":    "5s",
-	"gateway.send_queue":       256,
-	"gateway.ping_interval":    "20s",
-	"gateway.ping_timeout":     "10s",
-	"gateway.drain_window":     "5s",
-	"gateway.shutdown_timeout": "20s",
-	"gateway.connect_rate":     200,
-	"gateway.connect_burst":    400,
+	"server_id":                     "",
+	"http_addr":                     ":8080",
+	"auth.mode":                     "open",
+	"allowed_origins":               []string{},
+	"kafka.topic_partitions":        1,
+	"kafka.topic_retention":         "24h",
+	"kafka.produce_timeout":         "5s",
+	"gateway.send_queue":            256,
+	"gateway.ping_interval":         "20s",
+	"gateway.ping_timeout":          "10s",
+	"gateway.drain_window":          "5s",
+	"gateway.shutdown_timeout":      "20s",
+	"gateway.connect_rate":          200,
+	"gateway.connect_burst":         400,
+	"http.read_timeout":             "30s",
+	"http.write_timeout":            "30s",
+	"http.idle_timeout":             "60s",
+	"http.max_header_bytes":         16384,
+	"http.max_body_bytes":           65536,
+	"gateway.max_conns_per_ip":      256,
+	"gateway.message_rate":          50,
+	"gateway.message_burst":         100,
+	"gateway.max_sessions_per_user": 20,
+	"kafka.audit_topic":             "chat-audit",
 }
 
 // LoadGateway loads the gateway's configuration; see ConfigFile for how
@@ -63,6 +84,14 @@ func LoadGateway(file string, required bool) (*Gateway, error) {
 		SendQueue:       v.GetInt("gateway.send_queue"),
 		ConnectRate:     v.GetFloat64("gateway.connect_rate"),
 		ConnectBurst:    v.GetInt("gateway.connect_burst"),
+
+		MaxHeaderBytes:     v.GetInt("http.max_header_bytes"),
+		MaxBodyBytes:       v.GetInt64("http.max_body_bytes"),
+		MaxConnsPerIP:      v.GetInt("gateway.max_conns_per_ip"),
+		MessageRate:        v.GetFloat64("gateway.message_rate"),
+		MessageBurst:       v.GetInt("gateway.message_burst"),
+		MaxSessionsPerUser: v.GetInt("gateway.max_sessions_per_user"),
+		AuditTopic:         v.GetString("kafka.audit_topic"),
 	}
 	raw := v.GetString("server_id")
 	if raw == "" {
@@ -84,6 +113,9 @@ func LoadGateway(file string, required bool) (*Gateway, error) {
 		{"gateway.ping_timeout", &g.PingTimeout},
 		{"gateway.drain_window", &g.DrainWindow},
 		{"gateway.shutdown_timeout", &g.ShutdownTimeout},
+		{"http.read_timeout", &g.HTTPReadTimeout},
+		{"http.write_timeout", &g.HTTPWriteTimeout},
+		{"http.idle_timeout", &g.HTTPIdleTimeout},
 	} {
 		if *d.dst, err = duration(v, d.key); err != nil {
 			return nil, err

@@ -108,6 +108,11 @@ func (c *cluster) launchGateway(name string, tweak ...func(*gateway.Config)) *gw
 		ServerID: id, Addr: "127.0.0.1:0", ChatLogTopic: c.chatLog, ChatStateTopic: c.chatState,
 		PingInterval: 2 * time.Second, PingTimeout: 2 * time.Second,
 		DrainWindow: 500 * time.Millisecond, ShutdownTimeout: 10 * time.Second,
+		// Tests send in bursts; the limit has tests of its own.
+		MessageRate: -1, AuditTopic: "chat-audit-" + c.name,
+	}
+	if !slices.Contains(c.topics, cfg.AuditTopic) {
+		c.topics = append(c.topics, cfg.AuditTopic)
 	}
 	for _, f := range tweak {
 		f(&cfg)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/protocol"
@@ -57,6 +58,12 @@ type conn struct {
 
 	typing   map[chat.ConvID]*typingState // owned by the request loop
 	receipts map[receiptMark]int64        // highest mark sent; request loop
+
+	// sendLimit is the user's message rate on this gateway (nil:
+	// unlimited); typingLimit bounds the typing frames relayed for this
+	// connection, starts and stops alike (request loop).
+	sendLimit   *rate.Limiter
+	typingLimit *rate.Limiter
 
 	// blocked is set while the reader waits for room in the inbox: the
 	// client is alive (it sent those frames) but its pongs are not read.
@@ -154,6 +161,12 @@ func (c *conn) handle(ctx context.Context, in *protocol.Inbound) bool {
 	case protocol.TypePing:
 		c.enqueue(protocol.EncodePong(in.T), essential)
 	case protocol.TypeSend, protocol.TypeSync, protocol.TypeReceipt, protocol.TypeTyping, protocol.TypeHistory:
+		if in.Type == protocol.TypeSend {
+			if err := c.allowSend(in, in.Received); err != nil {
+				c.enqueue(protocol.EncodeError(err), essential)
+				return true
+			}
+		}
 		// Blocking here is flow control: a client that sends faster than
 		// Kafka acknowledges stops being read.
 		select {

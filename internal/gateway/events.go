@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
 	"github.com/switchboard-chat/switchboard/internal/protocol"
@@ -17,6 +19,14 @@ const (
 	typingThrottle = 2 * time.Second
 	// typingTTL ends a typing start that no stop followed.
 	typingTTL = 5 * time.Second
+	// typingRate and typingBurst bound the typing frames relayed for one
+	// connection, starts and stops together: alternating start and stop
+	// cannot get past the per-conversation throttle.
+	typingRate  = rate.Limit(1)
+	typingBurst = 5
+	// maxTyping bounds the conversations one connection can be shown
+	// typing in at once; a start in one more is dropped.
+	maxTyping = 16
 )
 
 // processReceipt logs a receipt to chat-log and relays it to the other
@@ -31,6 +41,22 @@ func (s *Server) processReceipt(ctx context.Context, c *conn, in *protocol.Inbou
 	// before changes nothing, so it is neither logged nor relayed.
 	mark := receiptMark{in.Conv, in.Status}
 	if in.Seq <= c.receipts[mark] {
+		return
+	}
+	// A mark beyond the last seq handed out would be stored (marks never
+	// go down) and replayed in every sync.
+	rctx, rcancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
+	latest, err := s.table.Seqs(rctx, []chat.ConvID{in.Conv})
+	rcancel()
+	if err != nil {
+		c.enqueue(protocol.EncodeError(&protocol.Error{
+			Code: protocol.CodeUnavailable, Message: "receipt not stored, retry", RetryAfterMS: 1000,
+		}), essential)
+		return
+	}
+	if in.Seq > latest[in.Conv] {
+		c.enqueue(protocol.EncodeError(protocol.Errorf(protocol.CodeBadRequest,
+			"seq %d is beyond the latest seq %d of %s", in.Seq, latest[in.Conv], in.Conv)), essential)
 		return
 	}
 	r := &chat.Receipt{Conv: in.Conv, User: c.user, Seq: in.Seq, Status: in.Status, TS: time.Now().UnixMilli()}
@@ -75,18 +101,35 @@ func (s *Server) processTyping(ctx context.Context, c *conn, in *protocol.Inboun
 		return
 	}
 	now := time.Now()
-	switch in.State {
-	case "start":
-		if st := c.typing[conv]; st != nil && now.Sub(st.last) < typingThrottle {
+	switch {
+	case in.State == "start":
+		st := c.typing[conv]
+		if st != nil && now.Sub(st.last) < typingThrottle {
 			s.m.drops.WithLabelValues("typing_throttled").Inc()
 			st.timer.Reset(typingTTL) // still typing: push the automatic stop out
 			return
 		}
-		c.startTyping(conv, now)
-	case "stop":
-		if !c.stopTyping(conv) {
-			return // nothing was relayed, so nothing to stop
+		if st == nil && len(c.typing) >= maxTyping {
+			s.m.drops.WithLabelValues("typing_too_many").Inc()
+			return
 		}
+		if !c.typingLimit.AllowN(now, 1) {
+			s.m.limited.WithLabelValues("typing").Inc()
+			if st != nil {
+				st.timer.Reset(typingTTL)
+			}
+			return
+		}
+		c.startTyping(conv, now)
+	case c.typing[conv] == nil:
+		return // nothing was relayed, so nothing to stop
+	case !in.Auto && !c.typingLimit.AllowN(now, 1):
+		// Over the limit: the automatic stop relays it instead, soon.
+		s.m.limited.WithLabelValues("typing").Inc()
+		c.typing[conv].timer.Reset(typingThrottle)
+		return
+	default:
+		c.stopTyping(conv)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProduceTimeout)
 	defer cancel()
@@ -111,7 +154,10 @@ type typingState struct {
 }
 
 // startTyping records a relayed start and arms its automatic stop, which
-// reaches the request loop as a stop frame. Request loop only.
+// reaches the request loop as a stop frame. The stop is never dropped (its
+// map entry would stay forever): the timer's goroutine waits for room in
+// the inbox or for the connection to close; at most maxTyping wait.
+// Request loop only.
 func (c *conn) startTyping(conv chat.ConvID, now time.Time) {
 	if st := c.typing[conv]; st != nil {
 		st.last = now
@@ -120,8 +166,8 @@ func (c *conn) startTyping(conv chat.ConvID, now time.Time) {
 	}
 	c.typing[conv] = &typingState{last: now, timer: time.AfterFunc(typingTTL, func() {
 		select {
-		case c.inbox <- &protocol.Inbound{Type: protocol.TypeTyping, Conv: conv, State: "stop"}:
-		default: // the inbox is full; the peer's client times the start out
+		case c.inbox <- &protocol.Inbound{Type: protocol.TypeTyping, Conv: conv, State: "stop", Auto: true}:
+		case <-c.closing:
 		}
 	})}
 }

@@ -7,15 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/url"
-	"path"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/switchboard-chat/switchboard/internal/auth"
 	"github.com/switchboard-chat/switchboard/internal/chat"
@@ -77,18 +75,25 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 		writeError(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "gateway is draining; connect to another gateway")
 		return
 	}
+	// Only a real upgrade attempt may go on to spend an admission token.
+	if !s.upgradeRequest(w, r) {
+		s.m.connects.WithLabelValues("bad_handshake").Inc()
+		return
+	}
 	if !s.originAllowed(r) {
 		s.m.connects.WithLabelValues("forbidden").Inc()
+		s.auditRefusal(r, "", "origin", "origin not allowed")
 		writeError(w, http.StatusForbidden, protocol.CodeForbidden, "origin not allowed")
 		return
 	}
 	user, err := s.identity.Authenticate(r)
 	if err != nil {
 		s.m.connects.WithLabelValues("unauthorized").Inc()
-		msg := err.Error()
+		msg := chat.Clip(err.Error(), 160)
 		if !errors.Is(err, auth.ErrUnauthenticated) {
 			msg = "authentication failed"
 		}
+		s.auditRefusal(r, "", "unauthorized", msg)
 		writeError(w, http.StatusUnauthorized, protocol.CodeUnauthorized, msg)
 		return
 	}
@@ -100,6 +105,9 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 		s.m.connects.WithLabelValues("rate_limited").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(wait.Seconds()+0.999))))
 		writeError(w, http.StatusServiceUnavailable, protocol.CodeRateLimited, "too many new connections; retry later")
+		return
+	}
+	if !s.sessionAllowed(w, r, user) {
 		return
 	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true}) // Origin checked above
@@ -118,7 +126,11 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 		closing:  make(chan struct{}),
 		typing:   make(map[chat.ConvID]*typingState),
 		receipts: make(map[receiptMark]int64),
+
+		sendLimit:   s.sendLimits.acquire(user),
+		typingLimit: rate.NewLimiter(typingRate, typingBurst),
 	}
+	defer s.sendLimits.release(user)
 	c.writeCtx, c.abortWrite = context.WithCancel(connCtx)
 	c.log = s.log.With("user", user, "session", c.session)
 	s.serveConn(connCtx, c)
@@ -170,28 +182,6 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 		s.announcePresence(ctx, c.user, false)
 	}
 	c.log.Debug("disconnected", "reason", c.reason.label)
-}
-
-// originAllowed accepts requests without Origin (non-browser clients), from
-// the gateway's own host, or from a configured pattern.
-func (s *Server) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	for _, p := range s.cfg.AllowedOrigins {
-		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(u.Host)); ok {
-			return true
-		}
-	}
-	return false
 }
 
 func newSessionID() string {

@@ -20,6 +20,9 @@ type metrics struct {
 	syncs          *prometheus.CounterVec // result
 	forwarded      prometheus.Counter
 	historyPages   prometheus.Histogram
+	acceptRefused  prometheus.Counter     // over the per-address cap
+	acceptErrors   prometheus.Counter     // accepts failed for lack of descriptors
+	limited        *prometheus.CounterVec // what: send, typing, sessions
 }
 
 func newMetrics(reg prometheus.Registerer, lag func() float64) *metrics {
@@ -55,6 +58,13 @@ func newMetrics(reg prometheus.Registerer, lag func() float64) *metrics {
 		consumed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "consumed_total", Help: "Records consumed from this gateway's topic."}),
 	}
+	m.acceptRefused = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+		Name: "accept_refused_total", Help: "TCP connections closed at accept: their address had GATEWAY_MAX_CONNS_PER_IP open."})
+	m.acceptErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+		Name: "accept_errors_total", Help: "Accepts that failed for lack of descriptors (EMFILE and the like) and were retried after a backoff."})
+	m.limited = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+		Name: "limited_total", Help: "Requests refused by an abuse limit (send: message rate, typing: typing frames, sessions: sessions per user)."}, []string{"what"})
+	reg.MustRegister(m.acceptRefused, m.acceptErrors, m.limited)
 	reg.MustRegister(m.connections, m.connects, m.disconnects, m.framesIn, m.framesOut, m.sends, m.drops,
 		m.produceLatency, m.redisLatency, m.deliverLatency, m.consumed, m.syncs, m.forwarded, m.historyPages,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "gateway",

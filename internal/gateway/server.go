@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/switchboard-chat/switchboard/internal/audit"
 	"github.com/switchboard-chat/switchboard/internal/auth"
 	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/history"
@@ -33,9 +35,12 @@ type Config struct {
 	ServerID chat.ServerID
 	// Addr is the HTTP listen address. Default ":8080".
 	Addr string
-	// AllowedOrigins are host patterns (path.Match syntax, e.g.
-	// "*.example.com") whose pages may open WebSockets, besides the
-	// gateway's own host. Default none.
+	// AllowedOrigins are the browser origins whose pages may open
+	// WebSockets and call the REST API (CORS): patterns such as
+	// "https://chat.example.com", "https://*.example.com" or a bare host
+	// pattern "chat.example.com" (http and https); see originMatcher.
+	// Nothing is derived from the request. Default DefaultAllowedOrigins
+	// (loopback pages on any port).
 	AllowedOrigins []string
 	// ChatLogTopic is the log of record. Default "chat-log".
 	ChatLogTopic string
@@ -85,6 +90,34 @@ type Config struct {
 	// (admission control). Defaults 200 and 400.
 	ConnectRate  float64
 	ConnectBurst int
+	// HTTPReadTimeout bounds reading one request, body included;
+	// HTTPWriteTimeout writing its answer; HTTPIdleTimeout how long a
+	// keep-alive connection may wait for its next request. None applies
+	// to a WebSocket once upgraded. Defaults 30s, 30s, 60s.
+	HTTPReadTimeout  time.Duration
+	HTTPWriteTimeout time.Duration
+	HTTPIdleTimeout  time.Duration
+	// MaxHeaderBytes bounds a request's headers (431 beyond). Default
+	// 16 KiB.
+	MaxHeaderBytes int
+	// MaxConnsPerIP bounds the TCP connections of one client address that
+	// are not WebSockets (keep-alives, requests, handshakes); more are
+	// closed at accept. Negative: unlimited. Default 256.
+	MaxConnsPerIP int
+	// MessageRate and MessageBurst are each user's token bucket for sends
+	// on this gateway (shared by the user's connections here). Negative
+	// rate: unlimited. Defaults 50 per second, burst 100.
+	MessageRate  float64
+	MessageBurst int
+	// MaxSessionsPerUser bounds a user's sessions on live gateways,
+	// checked at the handshake (429 beyond). Negative: unlimited.
+	// Default 20.
+	MaxSessionsPerUser int
+	// MaxBodyBytes bounds a REST request body (413 beyond). Default
+	// 64 KiB.
+	MaxBodyBytes int64
+	// AuditTopic receives audit records. Default "chat-audit".
+	AuditTopic string
 	// Static is the web client served at /. Optional.
 	Static fs.FS
 }
@@ -131,6 +164,31 @@ func (c *Config) setDefaults() error {
 	def(&c.SyncWait, 5*time.Second)
 	def(&c.SyncSeqWait, time.Second)
 	def(&c.ShutdownTimeout, 20*time.Second)
+	def(&c.HTTPReadTimeout, 30*time.Second)
+	def(&c.HTTPWriteTimeout, 30*time.Second)
+	def(&c.HTTPIdleTimeout, 60*time.Second)
+	defInt(&c.MaxHeaderBytes, 16<<10)
+	defInt(&c.MessageBurst, 100)
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = 256
+	}
+	if c.MessageRate == 0 {
+		c.MessageRate = 50
+	}
+	if c.MaxSessionsPerUser == 0 {
+		c.MaxSessionsPerUser = 20
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.AuditTopic == "" {
+		c.AuditTopic = audit.DefaultTopic
+	}
+	for _, o := range c.AllowedOrigins {
+		if _, err := path.Match(o, ""); err != nil {
+			return fmt.Errorf("ALLOWED_ORIGINS: bad pattern %q: %w", o, err)
+		}
+	}
 	return nil
 }
 
@@ -162,7 +220,11 @@ type Server struct {
 	identity auth.Identity
 	hub      *hub
 	admit    *bucket
-	ln       net.Listener
+	ln       *listener
+	origins  originMatcher
+	audit    *audit.Log
+	// sendLimits is the per-user message rate on this gateway.
+	sendLimits *sendLimits
 
 	forwards chan forward // to forwardLoop
 
@@ -212,8 +274,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		identity: deps.Identity,
 		hub:      newHub(),
 		admit:    newBucket(cfg.ConnectRate, cfg.ConnectBurst),
-		ln:       ln,
+		origins:  newOriginMatcher(cfg.AllowedOrigins),
 		forwards: make(chan forward, forwardQueue),
+
+		sendLimits: newSendLimits(cfg.MessageRate, cfg.MessageBurst),
 	}
 	s.relay = relay.New(s.table, producer)
 	s.history = history.New(s.store, logRead)
@@ -223,6 +287,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 		return 0
 	})
+	s.ln = newListener(ln, cfg.MaxConnsPerIP, s.log, s.m)
+	s.audit = audit.New(audit.Config{Topic: cfg.AuditTopic, Server: cfg.ServerID, Timeout: cfg.ProduceTimeout}, producer, s.log, reg)
 	return s, nil
 }
 
@@ -252,6 +318,7 @@ func (s *Server) Run(ctx context.Context) error {
 		kafkabus.TopicSpec{Name: s.cfg.ServerID.Topic(), Partitions: s.cfg.TopicPartitions, Retention: s.cfg.TopicRetention},
 		kafkabus.TopicSpec{Name: s.cfg.ChatLogTopic, Partitions: s.cfg.ChatLogPartitions},
 		kafkabus.TopicSpec{Name: s.cfg.ChatStateTopic, Partitions: 1, Compact: true},
+		kafkabus.TopicSpec{Name: s.cfg.AuditTopic, Partitions: 1},
 	)
 	if err == nil {
 		err = s.markRestoredIfEmpty(setup)
@@ -278,17 +345,26 @@ func (s *Server) Run(ctx context.Context) error {
 	// connCtx outlives ctx so that the drain can still talk to clients.
 	connCtx, stopConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopConns()
+	// The timeouts end idle keep-alives and slow requests; a WebSocket is
+	// hijacked, which clears them (its liveness is the ping loop's).
 	srv := &http.Server{
-		Handler:           s.routes(connCtx),
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler:           s.secure(s.routes(connCtx)),
+		ReadHeaderTimeout: min(10*time.Second, s.cfg.HTTPReadTimeout),
+		ReadTimeout:       s.cfg.HTTPReadTimeout,
+		WriteTimeout:      s.cfg.HTTPWriteTimeout,
+		IdleTimeout:       s.cfg.HTTPIdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ConnState:         s.ln.connState,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return connCtx },
 	}
 	bg, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	serveErr := make(chan error, 1)
 	go func() { defer wg.Done(); serveErr <- srv.Serve(s.ln) }()
 	go func() { defer wg.Done(); s.heartbeatLoop(bg) }()
+	go func() { defer wg.Done(); s.audit.Run(bg) }()
 	go func() { defer wg.Done(); s.forwardLoop(bg) }()
 	go func() {
 		defer wg.Done()

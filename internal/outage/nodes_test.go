@@ -47,6 +47,7 @@ func (in *infra) startGateway(name string, tweak func(*gateway.Config)) *gw {
 		PingInterval: 2 * time.Second, PingTimeout: 2 * time.Second,
 		DrainWindow: 500 * time.Millisecond, ShutdownTimeout: 10 * time.Second,
 		RedisTimeout: 2 * time.Second, ProduceTimeout: 5 * time.Second,
+		MessageRate: -1, // the traffic comes in bursts
 	}
 	if tweak != nil {
 		tweak(&cfg)

@@ -47,10 +47,13 @@ type Inbound struct {
 	Only   bool            // sync: only the conversations named in Since
 	Before int64           // history: messages below this seq; 0 = the newest
 	Limit  int             // history: page size, 1..MaxPage
-	T      json.RawMessage // ping: echoed as is
+	T      json.RawMessage // ping: the number, re-encoded
 	// Received is when the server read the frame (set by the server, not
 	// decoded); request deadlines count from it.
 	Received time.Time
+	// Auto marks a typing stop made by the gateway when a start timed out
+	// (set by the server, never decoded).
+	Auto bool
 }
 
 type rawInbound struct {
@@ -76,6 +79,13 @@ func Decode(data []byte) (*Inbound, error) {
 	// Unmarshal also rejects anything after the first value.
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, Errorf(CodeBadRequest, "malformed JSON: %v", err)
+	}
+	if err := CheckText(data); err != nil {
+		e := Errorf(CodeBadRequest, "%v", err)
+		if raw.Type == TypeSend && raw.CID != nil && utf8.ValidString(*raw.CID) && len(*raw.CID) <= MaxCIDLen {
+			e.CID = *raw.CID
+		}
+		return nil, e
 	}
 	in := &Inbound{Type: raw.Type}
 	if raw.CID != nil {
@@ -228,11 +238,11 @@ func decodePing(raw *rawInbound, in *Inbound) *Error {
 		in.T = json.RawMessage("0")
 		return nil
 	}
-	var n json.Number
-	if err := json.Unmarshal(raw.T, &n); err != nil {
-		return Errorf(CodeBadRequest, "t must be a number")
+	t, ok := number(raw.T)
+	if !ok {
+		return Errorf(CodeBadRequest, "t must be an integer within int64 or a finite number")
 	}
-	in.T = raw.T
+	in.T = t
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
 )
@@ -37,6 +38,13 @@ func TestDecodeRejectsBadFramesWithTheRightCode(t *testing.T) {
 		{"sync with a bad conversation", `{"type":"sync","since":{"nope":1}}`, CodeBadRequest, ""},
 		{"sync with a negative seq", `{"type":"sync","since":{"public":-1}}`, CodeBadRequest, ""},
 		{"ping with a string", `{"type":"ping","t":"x"}`, CodeBadRequest, ""},
+		{"ping with an infinite t", `{"type":"ping","t":1e999999}`, CodeBadRequest, ""},
+		{"ping with an integer beyond int64", `{"type":"ping","t":99999999999999999999}`, CodeBadRequest, ""},
+		{"send with a body of invalid UTF-8", "{\"type\":\"send\",\"cid\":\"c1\",\"body\":\"a\xff\",\"to\":\"bob\"}", CodeBadRequest, "c1"},
+		{"send with a lone high surrogate", `{"type":"send","cid":"c1","body":"a\ud800b","to":"bob"}`, CodeBadRequest, "c1"},
+		{"send with a lone low surrogate", `{"type":"send","cid":"c1","body":"\udc00","to":"bob"}`, CodeBadRequest, "c1"},
+		{"send with two high surrogates", `{"type":"send","cid":"c1","body":"\ud800\ud800","to":"bob"}`, CodeBadRequest, "c1"},
+		{"a lone surrogate in a key", `{"type":"ping","\ud83d":1}`, CodeBadRequest, ""},
 		{"history without conv", `{"type":"history"}`, CodeBadRequest, ""},
 		{"history of an invalid conversation", `{"type":"history","conv":"room"}`, CodeBadRequest, ""},
 		{"history before 0", `{"type":"history","conv":"public","before":0}`, CodeBadRequest, ""},
@@ -117,6 +125,28 @@ func TestEncodedFramesAreObjectsWithTheirType(t *testing.T) {
 	}
 }
 
+func TestPingTIsReencoded(t *testing.T) {
+	for in, want := range map[string]string{
+		`1`: `1`, `-0`: `0`, `12.5`: `12.5`, `1E3`: `1000`, `1.0e-2`: `0.01`, `9223372036854775807`: `9223372036854775807`,
+		`1e308`: `1e+308`,
+	} {
+		got, err := Decode([]byte(`{"type":"ping","t":` + in + `}`))
+		if err != nil || string(got.T) != want {
+			t.Errorf("ping t %s: got %s %v, want %s", in, got.T, err, want)
+		}
+	}
+}
+
+func TestCheckTextAcceptsValidEscapes(t *testing.T) {
+	for _, s := range []string{
+		`{"b":"\ud83d\ude00"}`, `{"b":"\\ud800"}`, `{"b":"\u00e9 é 😀"}`, `{"b":"\"\\"}`,
+	} {
+		if err := CheckText([]byte(s)); err != nil {
+			t.Errorf("CheckText(%s) = %v", s, err)
+		}
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
 		`{"type":"send","cid":"c1","body":"hi","to":"bob"}`,
@@ -138,6 +168,9 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		if in.Type == TypeSend {
+			if strings.ContainsRune(in.Body, utf8.RuneError) && !strings.Contains(string(data), "\ufffd") && !strings.Contains(string(data), "\uFFFD") && !strings.ContainsRune(string(data), utf8.RuneError) {
+				t.Fatalf("a replacement character appeared in the body: %q", data)
+			}
 			if in.CID == "" || len(in.CID) > MaxCIDLen || in.Body == "" || len(in.Body) > MaxBodyBytes {
 				t.Fatalf("invalid send accepted: %+v", in)
 			}

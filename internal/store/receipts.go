@@ -11,22 +11,31 @@ import (
 
 // applyReceipt raises a member's cumulative marks in rcpt:<conv> (fields
 // "<user>|delivered" and "<user>|read"; read raises delivered too) and the
-// applied offset. Marks never go down, so replays are harmless.
+// applied offset. Marks never go down, so replays are harmless. A mark is
+// clamped to the conversation's seq counter (KEYS[3]): a receipt logged
+// before the gateways refused out-of-range ones cannot raise a mark past
+// the last seq handed out, on the live path or in a replay.
 var applyReceipt = newApplyScript(`
 raise_applied(KEYS[2], ARGV[5], ARGV[6])
+local seq = ARGV[2]
+local counter = redis.call('GET', KEYS[3]) or '0'
+if tonumber(seq) > tonumber(counter) then seq = counter end
+if tonumber(seq) < 1 then return 0 end
 local function raise(field)
   local cur = tonumber(redis.call('HGET', KEYS[1], field) or '0')
-  if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], field, ARGV[2]) end
+  if tonumber(seq) > cur then redis.call('HSET', KEYS[1], field, seq) end
 end
 raise(ARGV[1] .. '|delivered')
 if ARGV[3] == 'read' then raise(ARGV[1] .. '|read') end
 return 1
 `)
 
-// ApplyReceipt materializes r, found in the log at pos.
+// ApplyReceipt materializes r, found in the log at pos. The mark is
+// clamped to conv's seq counter.
 func (s *Store) ApplyReceipt(ctx context.Context, r *chat.Receipt, pos Position) error {
 	part, next := posArgs(pos)
-	err := applyReceipt.Run(ctx, s.rdb, []string{s.key("rcpt", string(r.Conv)), s.key("applied", pos.Topic)},
+	err := applyReceipt.Run(ctx, s.rdb,
+		[]string{s.key("rcpt", string(r.Conv)), s.key("applied", pos.Topic), s.key("seq", string(r.Conv))},
 		string(r.User), r.Seq, r.Status, r.TS, part, next).Err()
 	if err != nil {
 		return fmt.Errorf("apply receipt %s/%s: %w", r.Conv, r.User, err)

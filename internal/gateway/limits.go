@@ -1,0 +1,166 @@
+package gateway
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/switchboard-chat/switchboard/internal/audit"
+	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/protocol"
+)
+
+// upgradeRequest checks the WebSocket handshake headers before anything
+// that costs (an admission token, a Redis round trip): a request that is
+// not an upgrade gets 426, a malformed upgrade 400, both with a JSON error.
+func (s *Server) upgradeRequest(w http.ResponseWriter, r *http.Request) bool {
+	if !headerHas(r.Header, "Connection", "upgrade") || !headerHas(r.Header, "Upgrade", "websocket") {
+		w.Header().Set("Upgrade", "websocket")
+		w.Header().Set("Connection", "Upgrade")
+		writeError(w, http.StatusUpgradeRequired, protocol.CodeBadRequest, "this endpoint needs a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)")
+		return false
+	}
+	switch {
+	case r.Method != http.MethodGet:
+		writeError(w, http.StatusMethodNotAllowed, protocol.CodeBadRequest, "a WebSocket handshake is a GET")
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		writeError(w, http.StatusBadRequest, protocol.CodeBadRequest, "unsupported Sec-WebSocket-Version (want 13)")
+	case r.Header.Get("Sec-WebSocket-Key") == "":
+		writeError(w, http.StatusBadRequest, protocol.CodeBadRequest, "missing Sec-WebSocket-Key")
+	default:
+		return true
+	}
+	return false
+}
+
+// headerHas reports whether the comma-separated header name holds token
+// (case-insensitive).
+func headerHas(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sessionAllowed enforces MaxSessionsPerUser across gateways, from the
+// routing table; a user at the cap gets 429. Two handshakes racing can
+// both pass, so the cap may be exceeded by the handshakes in flight. When
+// Redis does not answer the handshake goes on: registering the session
+// fails the same way a moment later (close 1013).
+func (s *Server) sessionAllowed(w http.ResponseWriter, r *http.Request, u chat.UserID) bool {
+	if s.cfg.MaxSessionsPerUser < 0 {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RedisTimeout)
+	defer cancel()
+	n, err := s.table.LiveSessions(ctx, u)
+	if err != nil || n < s.cfg.MaxSessionsPerUser {
+		return true
+	}
+	s.m.connects.WithLabelValues("too_many_sessions").Inc()
+	s.m.limited.WithLabelValues("sessions").Inc()
+	s.auditRefusal(r, u, "sessions", "too many sessions")
+	w.Header().Set("Retry-After", "5")
+	writeError(w, http.StatusTooManyRequests, protocol.CodeRateLimited,
+		"too many sessions: "+strconv.Itoa(n)+" open, the limit is "+strconv.Itoa(s.cfg.MaxSessionsPerUser)+"; close one")
+	return false
+}
+
+// auditRefusal records a refused handshake on chat-audit.
+func (s *Server) auditRefusal(r *http.Request, u chat.UserID, reason, msg string) {
+	s.audit.Record(audit.Record{Type: audit.ConnectRefused, Actor: u, Reason: reason + ": " + msg, Addr: clientAddr(r)})
+}
+
+// clientAddr is the IP address of r's peer (proxies are not trusted).
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// sendLimits is the per-user message rate of one gateway: one token bucket
+// per user, shared by the user's connections here, dropped when the last
+// one closes. A user connected to several gateways gets the rate on each.
+// Safe for concurrent use.
+type sendLimits struct {
+	every rate.Limit // <= 0: unlimited
+	burst int
+
+	mu    sync.Mutex
+	users map[chat.UserID]*userLimit
+}
+
+type userLimit struct {
+	lim  *rate.Limiter
+	refs int
+}
+
+func newSendLimits(perSecond float64, burst int) *sendLimits {
+	return &sendLimits{every: rate.Limit(perSecond), burst: burst, users: make(map[chat.UserID]*userLimit)}
+}
+
+// acquire returns u's bucket for one more connection; release gives it
+// back. Both are no-ops (nil) when unlimited.
+func (l *sendLimits) acquire(u chat.UserID) *rate.Limiter {
+	if l.every <= 0 {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ul := l.users[u]
+	if ul == nil {
+		ul = &userLimit{lim: rate.NewLimiter(l.every, l.burst)}
+		l.users[u] = ul
+	}
+	ul.refs++
+	return ul.lim
+}
+
+func (l *sendLimits) release(u chat.UserID) {
+	if l.every <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ul := l.users[u]; ul != nil {
+		if ul.refs--; ul.refs <= 0 {
+			delete(l.users, u)
+		}
+	}
+}
+
+// allowSend spends one of c's user's send tokens; when none is left it
+// returns the rate_limited error to answer (with the cid and the wait).
+func (c *conn) allowSend(in *protocol.Inbound, now time.Time) *protocol.Error {
+	if c.sendLimit == nil {
+		return nil
+	}
+	r := c.sendLimit.ReserveN(now, 1)
+	if !r.OK() {
+		return &protocol.Error{Code: protocol.CodeRateLimited, Message: "message rate limit", CID: in.CID, RetryAfterMS: 1000}
+	}
+	wait := r.DelayFrom(now)
+	if wait == 0 {
+		return nil
+	}
+	r.CancelAt(now)
+	c.s.m.limited.WithLabelValues("send").Inc()
+	return &protocol.Error{
+		Code: protocol.CodeRateLimited, CID: in.CID, RetryAfterMS: max(1, wait.Milliseconds()),
+		Message: "sending too fast: at most " + strconv.FormatFloat(float64(c.s.sendLimits.every), 'g', -1, 64) +
+			" messages per second (burst " + strconv.Itoa(c.s.sendLimits.burst) + "); retry with the same cid",
+	}
+}
