@@ -115,7 +115,8 @@ func (b *Bulk) Add(lr *chat.LogRecord, partition int, offset int64) {
 // the window is trimmed to ARGV[1] (HDEL of the trimmed bodies), trim:
 // raised to the highest seq trimmed here or in Go (ARGV[3]), the seq
 // counter raised to ARGV[2], the deletes of messages of earlier chunks
-// applied to those still in the window, the receipt marks raised, and
+// applied to those still in the window, the receipt marks raised (clamped
+// to the seq counter), and
 // the seq index written (as HSETNX would: the first position in the log
 // wins).
 //
@@ -195,9 +196,15 @@ for _ = 1, d do
 end
 local r = tonumber(ARGV[i])
 i = i + 1
+-- A mark is clamped to the seq counter, raised above, as the per-record
+-- apply clamps it: a receipt beyond the conversation's latest seq never
+-- comes back from a replay.
+local counter = redis.call('GET', KEYS[3]) or '0'
 for _ = 1, r do
   local cur = tonumber(redis.call('HGET', KEYS[5], ARGV[i]) or '0')
-  if tonumber(ARGV[i+1]) > cur then redis.call('HSET', KEYS[5], ARGV[i], ARGV[i+1]) end
+  local mark = ARGV[i+1]
+  if tonumber(mark) > tonumber(counter) then mark = counter end
+  if tonumber(mark) > cur then redis.call('HSET', KEYS[5], ARGV[i], mark) end
   i = i + 2
 end
 -- The index entries come grouped by block: per block, the fields not
