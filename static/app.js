@@ -18,6 +18,7 @@
   const RETRYABLE = new Set(['rate_limited', 'unavailable', 'internal']);
   const AUTH_CLOSE_RE = /auth|token|user|credential|login|unauthori[sz]ed/i;
   const KEY_USER = 'switchboard:user';
+  const KEY_TOKEN = 'switchboard:token';
   const userKey = (user) => 'switchboard:v1:' + user;
   const encoder = new TextEncoder();
   const narrow = window.matchMedia('(max-width: 720px)');
@@ -26,7 +27,8 @@
   const state = {
     view: 'login', loginError: '', // view: 'login' | 'app'
     me: null, server: null, session: null,
-    token: null, // a JWT once the server issues them: then ?token= replaces ?user=
+    token: null, // the JWT in jwt auth mode: then ?token= replaces ?user=
+    authMode: 'open', // from GET /api/auth/mode: 'jwt' (accounts) or 'open'
     conn: {
       ws: null, ready: false /* hello received */, stopped: true, status: 'offline',
       attempt: 0, failures: 0, timer: 0, retryAt: 0, tick: 0,
@@ -683,8 +685,10 @@
     setStatus('offline');
     state.retryTimers.forEach(clearTimeout);
     state.retryTimers.clear();
-    try { localStorage.removeItem(KEY_USER); } catch { /* storage disabled */ }
+    try { localStorage.removeItem(KEY_USER); localStorage.removeItem(KEY_TOKEN); } catch { /* storage disabled */ }
+    state.token = null;
     $('#name').value = state.me || '';
+    $('#password').value = '';
     Object.assign(state, { me: null, server: null, convs: new Map(), outbox: new Map(), banners: [], view: 'login', loginError: message || '' });
     invalidateAll();
     $('#name').focus();
@@ -897,13 +901,84 @@
     if (body.scrollHeight) body.style.height = body.scrollHeight + body.offsetHeight - body.clientHeight + 'px';
   }
 
+  // ---- accounts (jwt auth mode) ----
+  // applyAuthMode shows the password, "Create account" and "Log out" in jwt mode.
+  function applyAuthMode() {
+    const jwt = state.authMode === 'jwt';
+    $('#password-field').hidden = !jwt;
+    $('#register-submit').hidden = !jwt;
+    $('#login-submit').textContent = jwt ? 'Log in' : 'Join';
+    $('#login-lead').textContent = jwt ? 'Log in, or create an account.' : 'Pick a user name to join the chat.';
+    $('#switch-user').textContent = jwt ? 'Log out' : 'Switch user';
+  }
+
+  // authenticate registers or logs in over REST; it answers the token's user or throws a message.
+  async function authenticate(register, name, password) {
+    let res, data = {};
+    try {
+      res = await fetch('/api/auth/' + (register ? 'register' : 'login'), {
+        method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ username: name, password }),
+      });
+      data = await res.json();
+    } catch { if (!res) throw new Error('The server cannot be reached. Try again.'); }
+    if (res.ok && data.token) {
+      state.token = data.token;
+      try { localStorage.setItem(KEY_TOKEN, data.token); } catch { /* storage disabled: this tab only */ }
+      return data.user.id;
+    }
+    const message = data?.error?.message || '';
+    switch (res.status) {
+      case 401: throw new Error('Wrong user name or password.');
+      case 409: throw new Error('That user name is taken: log in, or pick another.');
+      case 429: throw new Error(`Too many attempts. Try again in ${res.headers.get('Retry-After') || 'a few'} s.`);
+      default: throw new Error(message ? message.charAt(0).toUpperCase() + message.slice(1) + '.' : `The server answered ${res.status}.`);
+    }
+  }
+
+  // resumeSession logs in with a stored token that the server still accepts.
+  async function resumeSession() {
+    let token = null;
+    try { token = localStorage.getItem(KEY_TOKEN); } catch { /* storage disabled */ }
+    if (!token) return false;
+    try {
+      const res = await fetch('/api/auth/me', { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store' });
+      if (res.ok) {
+        state.token = token;
+        login((await res.json()).user.id);
+        return true;
+      }
+      if (res.status === 401) state.loginError = 'Your session expired. Log in again.';
+    } catch { /* offline: log in again */ }
+    try { localStorage.removeItem(KEY_TOKEN); } catch { /* storage disabled */ }
+    return false;
+  }
+
   // ---- UI events ----
-  function onLoginSubmit(ev) {
+  async function onLoginSubmit(ev) {
     ev.preventDefault();
     const name = normalizeName($('#name').value);
+    const register = ev.submitter?.id === 'register-submit';
+    const password = $('#password').value;
     state.loginError = nameProblem(name);
+    if (!state.loginError && state.authMode === 'jwt' && register && encoder.encode(password).length < 8) {
+      state.loginError = 'Pick a password of at least 8 characters.';
+    }
     showFieldError('login-error', state.loginError, $('#name'));
-    if (!state.loginError) login(name);
+    if (state.loginError) return;
+    if (state.authMode !== 'jwt') { login(name); return; }
+    const buttons = [$('#login-submit'), $('#register-submit')];
+    buttons.forEach((b) => { b.disabled = true; });
+    try {
+      const user = await authenticate(register, name, password);
+      $('#password').value = '';
+      login(user);
+    } catch (err) {
+      state.loginError = err.message;
+      showFieldError('login-error', state.loginError, $('#password'));
+    } finally {
+      buttons.forEach((b) => { b.disabled = false; });
+    }
   }
 
   function onDmSubmit(ev) {
@@ -960,13 +1035,24 @@
     });
   }
 
-  wire();
-  let remembered = null;
-  try { remembered = localStorage.getItem(KEY_USER); } catch { /* storage disabled */ }
-  if (remembered && !nameProblem(remembered)) {
-    login(remembered);
-  } else {
+  async function start() {
+    wire();
+    try {
+      const res = await fetch('/api/auth/mode', { cache: 'no-store' });
+      if (res.ok && (await res.json()).mode === 'jwt') state.authMode = 'jwt';
+    } catch { /* an older gateway: open mode */ }
+    applyAuthMode();
+    let remembered = null;
+    try { remembered = localStorage.getItem(KEY_USER); } catch { /* storage disabled */ }
+    if (state.authMode === 'jwt') {
+      if (await resumeSession()) return;
+    } else if (remembered && !nameProblem(remembered)) {
+      login(remembered);
+      return;
+    }
     invalidate('view');
+    showFieldError('login-error', state.loginError);
     $('#name').focus();
   }
+  start();
 })();

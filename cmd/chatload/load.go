@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,7 +42,11 @@ func dialAll(ctx context.Context, o options, n int, name func(int) string) ([]*u
 	for i := range users {
 		g := i % len(o.gateways)
 		u := &user{name: name(i), gw: g}
-		cl, _, err := wsclient.Dial(ctx, o.gateways[g]+"/ws?user="+url.QueryEscape(u.name), nil)
+		path, err := wsPath(ctx, o, g, u.name)
+		var cl *wsclient.Client
+		if err == nil {
+			cl, _, err = wsclient.Dial(ctx, o.gateways[g]+path, nil)
+		}
 		if err != nil {
 			for _, prev := range users[:i] {
 				prev.cl.Close()

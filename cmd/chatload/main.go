@@ -35,6 +35,8 @@ type options struct {
 	allowRemote bool
 	idle        int
 	metrics     []string
+	auth        string // -auth: auto, open or jwt
+	mode        string // the auth mode in use: open or jwt
 }
 
 func main() {
@@ -59,6 +61,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&o.prefix, "prefix", "", "user name prefix (default: random per run)")
 	fs.BoolVar(&o.allowRemote, "allow-remote", false, "allow non-loopback gateways")
 	fs.IntVar(&o.idle, "idle", 0, "instead of traffic: hold this many idle connections and report gateway memory per connection")
+	fs.StringVar(&o.auth, "auth", "auto", "auth mode: open (?user=), jwt (register or log in each user over REST), auto (ask the gateway)")
 	mets := fs.String("metrics", "", "comma-separated /metrics URLs read for -idle (default: the gateways' own)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -81,6 +84,13 @@ func run(ctx context.Context, args []string) error {
 	}
 	if o.prefix == "" {
 		o.prefix = fmt.Sprintf("load%d-", time.Now().Unix()%100000)
+	}
+	if o.auth != "auto" && o.auth != "open" && o.auth != "jwt" {
+		return fmt.Errorf("-auth %q: want auto, open or jwt", o.auth)
+	}
+	var err error
+	if o.mode, err = authMode(ctx, o); err != nil {
+		return err
 	}
 	if o.idle > 0 {
 		return idleRun(ctx, o)

@@ -44,7 +44,7 @@ func TestTheBinaryServesAndDrainsOnSIGTERM(t *testing.T) {
 	cmd.Env = append(os.Environ(), "SERVER_ID="+id, "HTTP_ADDR="+addr, "KAFKA_BROKERS="+brokers(),
 		"REDIS_ADDR="+redisAddr(), "REDIS_PREFIX="+prefix, "KAFKA_CHAT_LOG_TOPIC=chat-log-"+id,
 		"KAFKA_CHAT_STATE_TOPIC=chat-state-"+id,
-		"LOG_FORMAT=json", "GATEWAY_DRAIN_WINDOW=300ms")
+		"LOG_FORMAT=json", "GATEWAY_DRAIN_WINDOW=300ms", "AUTH_MODE=open")
 	t.Cleanup(func() {
 		admin, err := kafkabus.NewAdmin(kafkabus.Config{Brokers: []string{brokers()}})
 		if err == nil {

@@ -30,6 +30,14 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var identity auth.Identity = auth.Open{}
+	var tokens *auth.Tokens
+	if cfg.AuthMode == "jwt" {
+		if tokens, err = cfg.Tokens(); err != nil {
+			return err
+		}
+		identity = auth.JWT{Tokens: tokens}
+	}
 	deps, err := cfg.Open(ctx)
 	if err != nil {
 		return err
@@ -68,6 +76,8 @@ func run(ctx context.Context, args []string) error {
 		MessageBurst:       cfg.MessageBurst,
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
 		AuditTopic:         cfg.AuditTopic,
+		LoginPerUser:       cfg.LoginPerUser,
+		LoginPerIP:         cfg.LoginPerIP,
 		Static:             static.Files,
 	}, gateway.Deps{
 		Logger:   log,
@@ -75,7 +85,8 @@ func run(ctx context.Context, args []string) error {
 		Redis:    deps.Redis,
 		Route:    route.Config{Prefix: cfg.RedisPrefix, Lease: cfg.Lease},
 		Kafka:    cfg.Kafka("gateway-" + string(cfg.ServerID)),
-		Identity: auth.Open{},
+		Identity: identity,
+		Tokens:   tokens,
 	})
 	if err != nil {
 		return err

@@ -63,7 +63,8 @@ func runFailing(t *testing.T, bin string, env []string, args []string, wants ...
 
 func TestBadConfigurationExitsWithOneClearLine(t *testing.T) {
 	bin := buildBinary(t)
-	base := []string{"HTTP_ADDR=127.0.0.1:0", "KAFKA_CONNECT_TIMEOUT=2s", "REDIS_TIMEOUT=500ms"}
+	base := []string{"HTTP_ADDR=127.0.0.1:0", "KAFKA_CONNECT_TIMEOUT=2s", "REDIS_TIMEOUT=500ms",
+		"AUTH_JWT_SECRET=" + strings.Repeat("s", 32)}
 	for _, tc := range []struct {
 		name  string
 		env   []string
@@ -76,6 +77,9 @@ func TestBadConfigurationExitsWithOneClearLine(t *testing.T) {
 		{"an unreachable Redis", []string{"SERVER_ID=gw-x", "REDIS_ADDR=127.0.0.1:1"}, nil, []string{"REDIS_ADDR=127.0.0.1:1"}},
 		{"a bad duration", []string{"SERVER_ID=gw-x", "KAFKA_PRODUCE_TIMEOUT=soon"}, nil, []string{"KAFKA_PRODUCE_TIMEOUT", "soon"}},
 		{"an unknown auth mode", []string{"SERVER_ID=gw-x", "AUTH_MODE=magic"}, nil, []string{"AUTH_MODE", "magic"}},
+		{"jwt mode without a secret", []string{"SERVER_ID=gw-x", "AUTH_JWT_SECRET="}, nil, []string{"AUTH_MODE=jwt needs AUTH_JWT_SECRET"}},
+		{"a short jwt secret", []string{"SERVER_ID=gw-x", "AUTH_JWT_SECRET=short"}, nil, []string{"AUTH_JWT_SECRET", "shorter than 32 bytes"}},
+		{"a jwt key without its kid", []string{"SERVER_ID=gw-x", "AUTH_JWT_KEYS=" + strings.Repeat("k", 40)}, nil, []string{"AUTH_JWT_KEYS", "kid:secret"}},
 		{"a missing config file", []string{"SERVER_ID=gw-x"}, []string{"-config", "nope.yaml"}, []string{"nope.yaml"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

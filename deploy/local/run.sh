@@ -35,6 +35,14 @@ STABLE_AFTER=30 # seconds up after which the backoff starts again at 1 s
 export KAFKA_BROKERS=${KAFKA_BROKERS:-127.0.0.1:${KAFKA_PORT:-9092}}
 export REDIS_ADDR=${REDIS_ADDR:-127.0.0.1:${REDIS_PORT:-6379}}
 [[ "$GATEWAYS" =~ ^[1-9][0-9]*$ ]] || { echo "GATEWAYS=$GATEWAYS: want a number from 1" >&2; exit 2; }
+# jwt auth mode (the default) signs tokens with a secret: unless
+# AUTH_JWT_SECRET or AUTH_JWT_KEYS is set, a development secret is made in
+# the state directory on the first run (never committed) and reused.
+if [ -z "${AUTH_JWT_SECRET:-}${AUTH_JWT_KEYS:-}" ]; then
+  [ -s "$state/jwt-secret" ] || (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$state/jwt-secret")
+  AUTH_JWT_SECRET=$(cat "$state/jwt-secret")
+  export AUTH_JWT_SECRET
+fi
 
 # gw_port n: gw-n's port, GW<n>_PORT or GW1_PORT+n-1.
 gw_port() { local v="GW$1_PORT"; echo "${!v:-$((GW1_PORT + $1 - 1))}"; }
@@ -202,7 +210,13 @@ if [ "$mode" = start ]; then
 fi
 
 echo
-echo "Switchboard is running (open auth mode: pick any user name)."
+if [ "${AUTH_MODE:-jwt}" = open ]; then
+  echo "Switchboard is running (open auth mode: pick any user name)."
+else
+  echo "Switchboard is running. Register in the web client, or:"
+  echo "  curl -s -XPOST -d '{\"username\":\"alice\",\"password\":\"a long password\"}' http://127.0.0.1:$GW1_PORT/api/auth/register"
+  echo "  (then /api/auth/login; the answer's token goes in ?token= on /ws or Authorization: Bearer)"
+fi
 for ((i = 1; i <= GATEWAYS; i++)); do
   printf '  web client, gw-%-4s http://127.0.0.1:%s/\n' "$i" "$(gw_port "$i")"
 done

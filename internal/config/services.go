@@ -1,9 +1,11 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/switchboard-chat/switchboard/internal/auth"
 	"github.com/switchboard-chat/switchboard/internal/chat"
 )
 
@@ -11,7 +13,12 @@ import (
 type Gateway struct {
 	Common
 	ServerID       chat.ServerID // SERVER_ID, required
-	AuthMode       string        // AUTH_MODE: open
+	AuthMode       string        // AUTH_MODE: jwt (default) or open
+	JWTSecret      string        // AUTH_JWT_SECRET: signing secret, kid "default"
+	JWTKeys        []string      // AUTH_JWT_KEYS: kid:secret list; the first signs
+	JWTTTL         time.Duration // AUTH_JWT_TTL
+	LoginPerUser   auth.Limit    // AUTH_LOGIN_USER_EVERY, AUTH_LOGIN_USER_BURST
+	LoginPerIP     auth.Limit    // AUTH_LOGIN_IP_EVERY, AUTH_LOGIN_IP_BURST
 	AllowedOrigins []string      // ALLOWED_ORIGINS, comma separated host patterns
 
 	TopicPartitions int           // KAFKA_TOPIC_PARTITIONS: of messages-<SERVER_ID>
@@ -41,7 +48,14 @@ type Gateway struct {
 var gatewayDefaults = map[string]any{
 	"server_id":                     "",
 	"http_addr":                     ":8080",
-	"auth.mode":                     "open",
+	"auth.mode":                     "jwt",
+	"auth.jwt_secret":               "",
+	"auth.jwt_keys":                 []string{},
+	"auth.jwt_ttl":                  "24h",
+	"auth.login_user_every":         "12s",
+	"auth.login_user_burst":         5,
+	"auth.login_ip_every":           "3s",
+	"auth.login_ip_burst":           20,
 	"allowed_origins":               []string{},
 	"kafka.topic_partitions":        1,
 	"kafka.topic_retention":         "24h",
@@ -100,8 +114,18 @@ func LoadGateway(file string, required bool) (*Gateway, error) {
 	if g.ServerID, err = chat.ParseServerID(raw); err != nil {
 		return nil, fmt.Errorf("SERVER_ID (server_id): %v", err)
 	}
-	if g.AuthMode != "open" {
-		return nil, fmt.Errorf("AUTH_MODE (auth.mode) %q: only open is supported", g.AuthMode)
+	g.JWTSecret = v.GetString("auth.jwt_secret")
+	g.JWTKeys = list(v.GetStringSlice("auth.jwt_keys"))
+	g.LoginPerUser.Burst = v.GetInt("auth.login_user_burst")
+	g.LoginPerIP.Burst = v.GetInt("auth.login_ip_burst")
+	switch g.AuthMode {
+	case "open":
+	case "jwt":
+		if g.JWTSecret == "" && len(g.JWTKeys) == 0 {
+			return nil, errors.New("AUTH_MODE=jwt needs AUTH_JWT_SECRET (auth.jwt_secret, at least 32 bytes) or AUTH_JWT_KEYS (kid:secret,…); or set AUTH_MODE=open for a local demo")
+		}
+	default:
+		return nil, fmt.Errorf("AUTH_MODE (auth.mode) %q: want jwt or open", g.AuthMode)
 	}
 	for _, d := range []struct {
 		key string
@@ -116,12 +140,33 @@ func LoadGateway(file string, required bool) (*Gateway, error) {
 		{"http.read_timeout", &g.HTTPReadTimeout},
 		{"http.write_timeout", &g.HTTPWriteTimeout},
 		{"http.idle_timeout", &g.HTTPIdleTimeout},
+		{"auth.jwt_ttl", &g.JWTTTL},
+		{"auth.login_user_every", &g.LoginPerUser.Every},
+		{"auth.login_ip_every", &g.LoginPerIP.Every},
 	} {
 		if *d.dst, err = duration(v, d.key); err != nil {
 			return nil, err
 		}
 	}
 	return g, nil
+}
+
+// Tokens returns the token issuer of jwt mode: AUTH_JWT_KEYS (the first
+// signs, the rest are still accepted) and AUTH_JWT_SECRET (kid "default";
+// it signs when no keys are listed, else it is accepted).
+func (g *Gateway) Tokens() (*auth.Tokens, error) {
+	keys, err := auth.ParseKeys(g.JWTKeys)
+	if err != nil {
+		return nil, fmt.Errorf("AUTH_JWT_KEYS (auth.jwt_keys): %v", err)
+	}
+	if g.JWTSecret != "" {
+		keys = append(keys, auth.Key{ID: "default", Secret: []byte(g.JWTSecret)})
+	}
+	t, err := auth.NewTokens(auth.TokenConfig{Signing: keys[0], Accepted: keys[1:], TTL: g.JWTTTL})
+	if err != nil {
+		return nil, fmt.Errorf("AUTH_JWT_SECRET/AUTH_JWT_KEYS: %v", err)
+	}
+	return t, nil
 }
 
 // Router is the router's configuration.

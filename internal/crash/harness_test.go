@@ -273,6 +273,7 @@ func (g *gateway) start() {
 		"KAFKA_CHAT_STATE_TOPIC="+g.c.chatState,
 		"GATEWAY_LEASE="+lease.String(),
 		"GATEWAY_DRAIN_WINDOW=500ms",
+		"AUTH_MODE=open", // the clients connect with ?user=
 		"GATEWAY_MESSAGE_RATE=-1", // the load comes in bursts
 		"LOG_FORMAT=json",
 	)

@@ -44,6 +44,7 @@ func (c *cluster) startLocalRun(n int) *localRun {
 	_, redisPort, _ := net.SplitHostPort(redisAddr)
 	lr.env = []string{
 		"BIN_DIR=" + binDir, "RUN_STATE_DIR=" + lr.state, "RUN_LOG_DIR=" + lr.logs,
+		"AUTH_MODE=open", // the probes connect with ?user=
 		"GATEWAYS=" + strconv.Itoa(n), "ROUTER_PORT=" + port(t, lr.router), "READY_TIMEOUT=120",
 		"KAFKA_BROKERS=" + kafkaAddr, "KAFKA_PORT=" + kafkaPort, "REDIS_ADDR=" + redisAddr, "REDIS_PORT=" + redisPort,
 		"SERVER_ID_PREFIX=" + c.name + "-", "REDIS_PREFIX=" + c.prefix, "ROUTER_GROUP_ID=router-" + c.name,

@@ -53,6 +53,9 @@ type cluster struct {
 	topics    []string
 	// historyWindow is the routers' window (0: the default).
 	historyWindow int
+	// tokens puts the gateways started after it is set in jwt auth mode
+	// (nil: open mode).
+	tokens *auth.Tokens
 }
 
 func newCluster(t testing.TB) *cluster {
@@ -89,6 +92,7 @@ type gw struct {
 	cancel  context.CancelFunc
 	stopped chan struct{} // closed when Run has returned
 	err     error         // what Run returned
+	tokens  *auth.Tokens  // jwt mode; nil: open
 }
 
 // startGateway runs a gateway named <name>-<cluster> until the test ends,
@@ -117,8 +121,13 @@ func (c *cluster) launchGateway(name string, tweak ...func(*gateway.Config)) *gw
 	for _, f := range tweak {
 		f(&cfg)
 	}
+	var identity auth.Identity = auth.Open{}
+	if c.tokens != nil {
+		identity = auth.JWT{Tokens: c.tokens}
+	}
 	srv, err := gateway.New(cfg, gateway.Deps{
-		Logger: c.log.With("gw", name), Redis: c.rdb, Route: c.routeConfig(), Kafka: c.kafka(), Identity: auth.Open{},
+		Logger: c.log.With("gw", name), Redis: c.rdb, Route: c.routeConfig(), Kafka: c.kafka(), Identity: identity,
+		Tokens: c.tokens,
 	})
 	if err != nil {
 		c.t.Fatal(err)
@@ -127,7 +136,7 @@ func (c *cluster) launchGateway(name string, tweak ...func(*gateway.Config)) *gw
 		c.topics = append(c.topics, id.Topic())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &gw{id: id, srv: srv, cancel: cancel, stopped: make(chan struct{})}
+	g := &gw{id: id, srv: srv, cancel: cancel, stopped: make(chan struct{}), tokens: c.tokens}
 	go func() { g.err = srv.Run(ctx); close(g.stopped) }()
 	c.t.Cleanup(func() {
 		if err := g.stop(); err != nil {
@@ -179,8 +188,16 @@ func (c *cluster) waitReady(g *gw) {
 	}
 }
 
-// wsURL is the WebSocket URL of g for user.
+// wsURL is the WebSocket URL of g for user: ?user= in open mode, a token
+// for user in jwt mode.
 func (g *gw) wsURL(user string) string {
+	if g.tokens != nil {
+		tok, _, err := g.tokens.Issue(chat.UserID(user))
+		if err != nil {
+			panic(err)
+		}
+		return "ws://" + g.srv.Addr().String() + "/ws?token=" + tok
+	}
 	return "ws://" + g.srv.Addr().String() + "/ws?user=" + url.QueryEscape(user)
 }
 

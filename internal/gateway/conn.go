@@ -41,6 +41,7 @@ var (
 	reasonPingTimeout  = closeReason{code: websocket.StatusPolicyViolation, label: "ping_timeout", text: "ping timeout"}
 	reasonWriteFailed  = closeReason{code: websocket.StatusInternalError, label: "write_failed"}
 	reasonReadFailed   = closeReason{code: websocket.StatusInternalError, label: "read_failed"}
+	reasonExpired      = closeReason{code: 4001, label: "session_expired", text: "session expired", linger: true}
 )
 
 // conn is one WebSocket session. Its run method owns it: one reader (run
@@ -58,6 +59,7 @@ type conn struct {
 
 	typing   map[chat.ConvID]*typingState // owned by the request loop
 	receipts map[receiptMark]int64        // highest mark sent; request loop
+	expires  time.Time                    // the credential's expiry; zero: never
 
 	// sendLimit is the user's message rate on this gateway (nil:
 	// unlimited); typingLimit bounds the typing frames relayed for this
@@ -107,6 +109,10 @@ func (c *conn) close(r closeReason) {
 
 func (c *conn) run(ctx context.Context) {
 	defer c.abortWrite()
+	if !c.expires.IsZero() {
+		expiry := time.AfterFunc(time.Until(c.expires), func() { c.close(reasonExpired) })
+		defer expiry.Stop()
+	}
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); c.writeLoop(ctx) }()

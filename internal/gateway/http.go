@@ -28,6 +28,7 @@ func (s *Server) routes(connCtx context.Context) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "server": s.cfg.ServerID})
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
+	s.accountRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
 	if s.cfg.Static != nil {
 		mux.Handle("GET /", http.FileServerFS(s.cfg.Static))
@@ -86,7 +87,7 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 		writeError(w, http.StatusForbidden, protocol.CodeForbidden, "origin not allowed")
 		return
 	}
-	user, err := s.identity.Authenticate(r)
+	user, expires, err := s.authenticate(r)
 	if err != nil {
 		s.m.connects.WithLabelValues("unauthorized").Inc()
 		msg := chat.Clip(err.Error(), 160)
@@ -126,6 +127,7 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 		closing:  make(chan struct{}),
 		typing:   make(map[chat.ConvID]*typingState),
 		receipts: make(map[receiptMark]int64),
+		expires:  expires,
 
 		sendLimit:   s.sendLimits.acquire(user),
 		typingLimit: rate.NewLimiter(typingRate, typingBurst),

@@ -118,6 +118,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// AuditTopic receives audit records. Default "chat-audit".
 	AuditTopic string
+	// LoginPerUser and LoginPerIP bound register and login attempts per
+	// named user and per client address (429 beyond). Defaults 5 with one
+	// more every 12s, and 20 with one more every 3s; see auth.LimitsConfig.
+	LoginPerUser auth.Limit
+	LoginPerIP   auth.Limit
 	// Static is the web client served at /. Optional.
 	Static fs.FS
 }
@@ -200,6 +205,11 @@ type Deps struct {
 	Route    route.Config
 	Kafka    kafkabus.Config
 	Identity auth.Identity // required
+	// Tokens issues the tokens of register and login; nil turns accounts
+	// off (open auth mode: those endpoints answer 404).
+	Tokens *auth.Tokens
+	// Hasher hashes passwords. Default auth.NewHasher with DefaultParams.
+	Hasher *auth.Hasher
 }
 
 // Server is one gateway. Create it with New and start it with Run.
@@ -218,6 +228,7 @@ type Server struct {
 	kafka    kafkabus.Config
 	consumer atomic.Pointer[kafkabus.Consumer] // set by Run
 	identity auth.Identity
+	accounts *accounts
 	hub      *hub
 	admit    *bucket
 	ln       *listener
@@ -287,6 +298,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 		return 0
 	})
+	s.accounts = newAccounts(deps.Tokens, deps.Hasher, auth.LimitsConfig{PerUser: cfg.LoginPerUser, PerIP: cfg.LoginPerIP}, reg)
 	s.ln = newListener(ln, cfg.MaxConnsPerIP, s.log, s.m)
 	s.audit = audit.New(audit.Config{Topic: cfg.AuditTopic, Server: cfg.ServerID, Timeout: cfg.ProduceTimeout}, producer, s.log, reg)
 	return s, nil

@@ -139,7 +139,13 @@ class Client {
       return view && !view.hidden && document.querySelector('#login') && document.querySelector('#name');
     });
     await this.page.type('#name', this.name);
-    await this.page.click('#login-submit');
+    // jwt auth mode (the default) shows a password: each test user creates its account.
+    if (await this.page.$eval('#password-field', (el) => !el.hidden)) {
+      await this.page.type('#password', `${this.name} password`);
+      await this.page.click('#register-submit');
+    } else {
+      await this.page.click('#login-submit');
+    }
     await this.waitFor('the app view, online', (me) =>
       !document.querySelector('#app').hidden && document.querySelector('#login-view').hidden &&
       document.querySelector('#me').textContent === me &&
@@ -151,7 +157,9 @@ class Client {
   // ping goes last: its pong proves every earlier frame was answered.
   async unsupportedFrames() {
     return this.page.evaluate((user, ms) => new Promise((resolve, reject) => {
-      const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws?user=${user}`);
+      const token = localStorage.getItem('switchboard:token'); // jwt mode: the page's own session
+      const auth = token ? `token=${encodeURIComponent(token)}` : `user=${user}`;
+      const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws?${auth}`);
       const found = [];
       const timer = setTimeout(() => { ws.close(); reject(new Error('no pong on the probe connection')); }, ms);
       ws.onerror = () => { clearTimeout(timer); reject(new Error('the probe connection failed')); };
@@ -396,8 +404,18 @@ describe('web client against two gateways', { timeout: 5 * TEST_MS }, () => {
 
   test('earlier messages load page by page, back to the first', { timeout: TEST_MS }, async () => {
     // carol sends dave 130 messages while dave is away (a raw connection in alice's page).
-    const sent = await alice.page.evaluate((from, to, n, ms) => new Promise((resolve, reject) => {
-      const ws = new WebSocket(`ws://${location.host}/ws?user=${from}`);
+    const sent = await alice.page.evaluate(async (from, to, n, ms) => {
+      // In jwt auth mode carol first creates her account over REST.
+      let auth = `user=${from}`;
+      if ((await (await fetch('/api/auth/mode')).json()).mode === 'jwt') {
+        const res = await fetch('/api/auth/register', {
+          method: 'POST', headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ username: from, password: `${from} password` }),
+        });
+        auth = `token=${encodeURIComponent((await res.json()).token)}`;
+      }
+      return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`ws://${location.host}/ws?${auth}`);
       let acked = 0;
       const timer = setTimeout(() => { ws.close(); reject(new Error(`only ${acked} of ${n} sends acknowledged`)); }, ms);
       ws.onerror = () => { clearTimeout(timer); reject(new Error('the sender connection failed')); };
@@ -414,7 +432,8 @@ describe('web client against two gateways', { timeout: 5 * TEST_MS }, () => {
           reject(new Error(`send refused: ${ev.data}`));
         }
       };
-    }), CAROL, DAVE, 130, WAIT_MS);
+      });
+    }, CAROL, DAVE, 130, WAIT_MS);
     assert.equal(sent, 130);
     const dave = new Client(DAVE, GW2);
     await dave.start();
