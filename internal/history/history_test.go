@@ -138,14 +138,13 @@ func span(from, to int64, skip ...int64) []int64 {
 	return out
 }
 
-// readAllAfter pages with After from `after` until the reader says done.
-func readAllAfter(t *testing.T, r *Reader, after int64, limit int) (got []int64, truncated int64) {
+// readAll pages from start until done says a page was the last, checking
+// every page's size, and returns the seqs in the order they came.
+func readAll(t *testing.T, limit int, start int64, page func(cursor int64) (Page, error), done func(p Page, cursor int64) bool) (got []int64, truncated int64) {
 	t.Helper()
-	for pages := 0; ; pages++ {
-		if pages > 1000 {
-			t.Fatal("After never finished")
-		}
-		p, err := r.After(context.Background(), conv, after, limit)
+	cursor := start
+	for pages := 0; pages <= 1000; pages++ {
+		p, err := page(cursor)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,37 +153,34 @@ func readAllAfter(t *testing.T, r *Reader, after int64, limit int) (got []int64,
 		}
 		got = append(got, seqsOf(p.Messages)...)
 		truncated = max(truncated, p.Truncated)
-		if p.Next <= after {
+		if done(p, cursor) {
 			return got, truncated
 		}
-		after = p.Next
+		cursor = p.Next
 	}
+	t.Fatal("paging never finished")
+	return nil, 0
 }
 
-func readAllBefore(t *testing.T, r *Reader, limit int) (got []int64, truncated int64) {
+// readAllAfter pages with After from `after` until the reader says done.
+func readAllAfter(t *testing.T, r *Reader, after int64, limit int) ([]int64, int64) {
 	t.Helper()
-	var before int64
-	for pages := 0; ; pages++ {
-		if pages > 1000 {
-			t.Fatal("Before never finished")
-		}
-		p, err := r.Before(context.Background(), conv, before, limit)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(p.Messages) > limit {
-			t.Fatalf("a page of %d with limit %d", len(p.Messages), limit)
-		}
-		got = append(got, seqsOf(p.Messages)...)
-		truncated = max(truncated, p.Truncated)
-		if p.Next == 0 {
-			return got, truncated
-		}
-		if before != 0 && p.Next >= before {
-			t.Fatalf("Before(%d) returned next %d: no progress", before, p.Next)
-		}
-		before = p.Next
-	}
+	return readAll(t, limit, after,
+		func(c int64) (Page, error) { return r.After(context.Background(), conv, c, limit) },
+		func(p Page, c int64) bool { return p.Next <= c })
+}
+
+// readAllBefore pages with Before from the newest until the start.
+func readAllBefore(t *testing.T, r *Reader, limit int) ([]int64, int64) {
+	t.Helper()
+	return readAll(t, limit, 0,
+		func(c int64) (Page, error) { return r.Before(context.Background(), conv, c, limit) },
+		func(p Page, c int64) bool {
+			if p.Next != 0 && c != 0 && p.Next >= c {
+				t.Fatalf("Before(%d) returned next %d: no progress", c, p.Next)
+			}
+			return p.Next == 0
+		})
 }
 
 func reversed(s []int64) []int64 {
