@@ -28,6 +28,8 @@ const (
 	TypeDelete   = "delete"   // chat-log
 	TypeTyping   = "typing"   // deliveries only, never logged
 	TypePresence = "presence" // deliveries only, never logged
+	// TypeMembership is a group membership change, deliveries only.
+	TypeMembership = "membership"
 )
 
 // Receipt is a member's cumulative mark in a conversation: everything up to
@@ -80,6 +82,9 @@ type Delivery struct {
 	All bool `json:"all,omitempty"`
 	// To lists the recipients on the consuming gateway when All is false.
 	To []UserID `json:"to,omitempty"`
+	// Group asks for every local session of a member of the group named
+	// by the event's conversation (group fan-out: one copy per gateway).
+	Group ConvID `json:"group,omitempty"`
 	// SkipSession is the sending session, which got "sent" instead.
 	SkipSession string `json:"skip,omitempty"`
 	// Hops counts how often this copy was re-routed after its recipient
@@ -89,6 +94,8 @@ type Delivery struct {
 	Receipt  *Receipt  `json:"receipt,omitempty"`
 	Typing   *Typing   `json:"typing,omitempty"`
 	Presence *Presence `json:"presence,omitempty"`
+	// Membership is set on TypeMembership copies.
+	Membership *Membership `json:"membership,omitempty"`
 }
 
 // Encode returns the JSON encoding of r.
@@ -116,7 +123,8 @@ func DecodeDelivery(b []byte) (*Delivery, error) {
 		return nil, fmt.Errorf("decode delivery: %w", err)
 	}
 	if d.Type == TypeMessage && d.Message == nil || d.Type == TypeReceipt && d.Receipt == nil ||
-		d.Type == TypeTyping && d.Typing == nil || d.Type == TypePresence && d.Presence == nil {
+		d.Type == TypeTyping && d.Typing == nil || d.Type == TypePresence && d.Presence == nil ||
+		d.Type == TypeMembership && d.Membership == nil {
 		return nil, fmt.Errorf("decode delivery: %s copy without its body", d.Type)
 	}
 	return &d, nil
@@ -159,4 +167,12 @@ func NewMessageID(t time.Time) string {
 		}
 	}
 	return string(b[:])
+}
+
+// Membership tells a gateway that its local sessions of the delivery's
+// users joined (Member true) or left a group, so it updates its
+// membership index before the group's next message.
+type Membership struct {
+	Conv   ConvID `json:"conv"`
+	Member bool   `json:"member"`
 }

@@ -22,12 +22,24 @@ type User struct {
 	PasswordHash string `json:"password_hash,omitempty"`
 }
 
-// Conversation is a conversation's durable description.
+// Conversation is a conversation's durable description. A group's record
+// is its whole current state (name, members, roles): chat-state is
+// compacted, and each change writes the record again with Version raised,
+// so applying records in any order keeps the one with the highest Version.
 type Conversation struct {
 	ID        ConvID   `json:"id"`
 	Kind      Kind     `json:"kind"`
 	Members   []UserID `json:"members,omitempty"`
 	CreatedAt int64    `json:"created_at"`
+	// Name is a group's display name.
+	Name string `json:"name,omitempty"`
+	// Roles names a group's owner and admins; members not listed are
+	// plain members (RoleMember).
+	Roles map[UserID]Role `json:"roles,omitempty"`
+	// Version counts a group's changes, from 1 at creation.
+	Version int64 `json:"version,omitempty"`
+	// UpdatedAt is when Version was written, Unix milliseconds.
+	UpdatedAt int64 `json:"updated_at,omitempty"`
 }
 
 // StateRecord is a chat-state value: the latest description of one

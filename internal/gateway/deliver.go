@@ -25,7 +25,7 @@ type forward struct {
 // non-blocking), so one slow client cannot delay the others, and it never
 // fails: what cannot be delivered is counted and skipped, or handed to the
 // forwarder.
-func (s *Server) deliver(_ context.Context, rec kafkabus.Record) error {
+func (s *Server) deliver(ctx context.Context, rec kafkabus.Record) error {
 	s.m.consumed.Inc()
 	d, err := chat.DecodeDelivery(rec.Value)
 	if err != nil {
@@ -45,12 +45,21 @@ func (s *Server) deliver(_ context.Context, rec kafkabus.Record) error {
 		frame, kind = protocol.EncodeTyping(d.Typing), ephemeral
 	case chat.TypePresence:
 		frame, kind = protocol.EncodePresence(d.Presence), ephemeral
+	case chat.TypeMembership:
+		s.applyMembership(ctx, d)
+		return nil
 	default:
 		s.m.drops.WithLabelValues("unknown_type").Inc()
 		return nil
 	}
 	if d.All {
 		s.hub.broadcast(frame, d.SkipSession, kind)
+		return nil
+	}
+	if d.Group != "" {
+		if s.groups.fanOut(s.hub, d.Group, frame, d.SkipSession, kind) == 0 {
+			s.m.drops.WithLabelValues("no_local_members").Inc()
+		}
 		return nil
 	}
 	for _, u := range d.To {

@@ -33,8 +33,8 @@ const (
 // member and the sender's other sessions, in one acknowledged write.
 // Receipts in the public room are logged but not relayed.
 func (s *Server) processReceipt(ctx context.Context, c *conn, in *protocol.Inbound) {
-	if !canRead(c.user, in.Conv) {
-		c.enqueue(protocol.EncodeError(protocol.Errorf(protocol.CodeForbidden, "you are not a member of %s", in.Conv)), essential)
+	if err := s.access(ctx, c.user, in.Conv); err != nil {
+		c.enqueue(protocol.EncodeError(err), essential)
 		return
 	}
 	// Marks only go up: one that does not raise what this connection sent
@@ -43,41 +43,46 @@ func (s *Server) processReceipt(ctx context.Context, c *conn, in *protocol.Inbou
 	if in.Seq <= c.receipts[mark] {
 		return
 	}
+	if err := s.storeReceipt(ctx, c.user, c.session, in.Conv, in.Seq, in.Status); err != nil {
+		c.enqueue(protocol.EncodeError(err), essential)
+		return
+	}
+	c.receipts[mark] = in.Seq
+}
+
+// storeReceipt logs user's receipt (made in session; "" for none) and
+// relays it to the other members and the user's other sessions, in one
+// acknowledged write. The caller checked membership.
+func (s *Server) storeReceipt(ctx context.Context, user chat.UserID, session string, conv chat.ConvID, seq int64, status string) *protocol.Error {
 	// A mark beyond the last seq handed out would be stored (marks never
 	// go down) and replayed in every sync.
 	rctx, rcancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
-	latest, err := s.table.Seqs(rctx, []chat.ConvID{in.Conv})
+	latest, err := s.table.Seqs(rctx, []chat.ConvID{conv})
 	rcancel()
 	if err != nil {
-		c.enqueue(protocol.EncodeError(&protocol.Error{
-			Code: protocol.CodeUnavailable, Message: "receipt not stored, retry", RetryAfterMS: 1000,
-		}), essential)
-		return
+		return &protocol.Error{Code: protocol.CodeUnavailable, Message: "receipt not stored, retry", RetryAfterMS: 1000}
 	}
-	if in.Seq > latest[in.Conv] {
-		c.enqueue(protocol.EncodeError(protocol.Errorf(protocol.CodeBadRequest,
-			"seq %d is beyond the latest seq %d of %s", in.Seq, latest[in.Conv], in.Conv)), essential)
-		return
+	if seq > latest[conv] {
+		return protocol.Errorf(protocol.CodeBadRequest, "seq %d is beyond the latest seq %d of %s", seq, latest[conv], conv)
 	}
-	r := &chat.Receipt{Conv: in.Conv, User: c.user, Seq: in.Seq, Status: in.Status, TS: time.Now().UnixMilli()}
+	r := &chat.Receipt{Conv: conv, User: user, Seq: seq, Status: status, TS: time.Now().UnixMilli()}
 	ev := relay.Event{
-		Delivery: chat.Delivery{Type: chat.TypeReceipt, SkipSession: c.session, Receipt: r},
-		Log: &kafkabus.Record{Topic: s.cfg.ChatLogTopic, Key: []byte(in.Conv),
+		Delivery: chat.Delivery{Type: chat.TypeReceipt, SkipSession: session, Receipt: r},
+		Log: &kafkabus.Record{Topic: s.cfg.ChatLogTopic, Key: []byte(conv),
 			Value: (&chat.LogRecord{Type: chat.TypeReceipt, Receipt: r}).Encode()},
 	}
-	if peer, ok := in.Conv.Peer(c.user); ok {
-		ev.Users = recipients(c.user, peer)
+	if peer, ok := conv.Peer(user); ok {
+		ev.Users = recipients(user, peer)
+	} else if conv.Kind() == chat.KindGroup {
+		ev.Group = conv
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProduceTimeout)
 	defer cancel()
-	if _, err := s.relay.Send(ctx, ev); err == nil {
-		c.receipts[mark] = in.Seq
-	} else {
-		s.log.Warn("receipt failed", "user", c.user, "err", err)
-		c.enqueue(protocol.EncodeError(&protocol.Error{
-			Code: protocol.CodeUnavailable, Message: "receipt not stored, retry", RetryAfterMS: 1000,
-		}), essential)
+	if _, err := s.relay.Send(ctx, ev); err != nil {
+		s.log.Warn("receipt failed", "user", user, "err", err)
+		return &protocol.Error{Code: protocol.CodeUnavailable, Message: "receipt not stored, retry", RetryAfterMS: 1000}
 	}
+	return nil
 }
 
 // processTyping relays typing in a direct conversation to the other
@@ -90,7 +95,13 @@ func (s *Server) processTyping(ctx context.Context, c *conn, in *protocol.Inboun
 		conv = chat.DirectConv(c.user, in.To)
 	}
 	peer, ok := conv.Peer(c.user)
-	if !ok {
+	group := conv.Kind() == chat.KindGroup
+	if group {
+		if err := s.access(ctx, c.user, conv); err != nil {
+			c.enqueue(protocol.EncodeError(err), essential)
+			return
+		}
+	} else if !ok {
 		if conv.Kind() == chat.KindDirect {
 			c.enqueue(protocol.EncodeError(protocol.Errorf(protocol.CodeForbidden, "you are not a member of %s", conv)), essential)
 		}
@@ -134,9 +145,11 @@ func (s *Server) processTyping(ctx context.Context, c *conn, in *protocol.Inboun
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProduceTimeout)
 	defer cancel()
 	t := &chat.Typing{Conv: conv, User: c.user, State: in.State}
-	if _, err := s.relay.Send(ctx, relay.Event{
-		Delivery: chat.Delivery{Type: chat.TypeTyping, Typing: t}, Users: []chat.UserID{peer},
-	}); err != nil {
+	ev := relay.Event{Delivery: chat.Delivery{Type: chat.TypeTyping, Typing: t}, Users: []chat.UserID{peer}}
+	if group {
+		ev = relay.Event{Delivery: chat.Delivery{Type: chat.TypeTyping, SkipSession: c.session, Typing: t}, Group: conv}
+	}
+	if _, err := s.relay.Send(ctx, ev); err != nil {
 		s.m.drops.WithLabelValues("typing_failed").Inc()
 	}
 }

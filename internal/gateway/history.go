@@ -11,8 +11,8 @@ import (
 // from the window while it reaches, then from the log through the seq
 // index, down to seq 1 for as long as Kafka retains the messages.
 func (s *Server) processHistory(ctx context.Context, c *conn, in *protocol.Inbound) {
-	if !canRead(c.user, in.Conv) {
-		c.enqueue(protocol.EncodeError(protocol.Errorf(protocol.CodeForbidden, "not a member of %s", in.Conv)), essential)
+	if err := s.access(ctx, c.user, in.Conv); err != nil {
+		c.enqueue(protocol.EncodeError(err), essential)
 		return
 	}
 	if !s.waitRebuilt(ctx, c) {

@@ -28,6 +28,7 @@ func (s *Server) routes(connCtx context.Context) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "server": s.cfg.ServerID})
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
+	s.apiRoutes(mux)
 	s.accountRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
 	if s.cfg.Static != nil {
@@ -168,11 +169,17 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 		s.announcePresence(ctx, c.user, true)
 		s.recordUser(ctx, c.user)
 	}
+	if err := s.joinGroups(ctx, c.user); err != nil {
+		c.log.Warn("group index: join failed", "err", err)
+	}
 
 	c.run(ctx)
 
 	s.hub.remove(c)
 	s.m.connections.Dec()
+	if err := s.leaveGroups(ctx, c.user); err != nil {
+		c.log.Warn("group index: leave failed", "err", err)
+	}
 	s.m.disconnects.WithLabelValues(c.reason.label).Inc()
 	rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RedisTimeout)
 	defer cancel()
@@ -182,6 +189,9 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 		c.log.Warn("remove session failed", "err", err)
 	} else if left == 0 {
 		s.announcePresence(ctx, c.user, false)
+		if err := s.table.MarkSeen(rctx, c.user, time.Now()); err != nil {
+			c.log.Warn("record last seen failed", "err", err)
+		}
 	}
 	c.log.Debug("disconnected", "reason", c.reason.label)
 }

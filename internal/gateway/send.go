@@ -63,11 +63,31 @@ type pendingSend struct {
 	first *pendingSend
 }
 
-// processSends runs the send path for one connection's batch: validate,
-// one Redis round trip, one Kafka produce, then sent or error for each.
-// The batch's deadline is ProduceTimeout after its oldest send was read,
-// so a send that waited behind a slow batch is not given a second timeout.
+// processSends runs the send path for one connection's batch and answers
+// each send with sent or error.
 func (s *Server) processSends(ctx context.Context, c *conn, batch []*protocol.Inbound) {
+	for _, r := range s.sendBatch(ctx, c.user, c.session, batch) {
+		if r.err != nil {
+			c.enqueue(protocol.EncodeError(r.err), essential)
+		} else {
+			c.enqueue(protocol.EncodeSent(r.sent), essential)
+		}
+	}
+}
+
+// sendResult is the answer to one send: sent, or err.
+type sendResult struct {
+	sent protocol.Sent
+	err  *protocol.Error
+}
+
+// sendBatch runs the send path for sends of user made in session ("" for
+// none, as from REST: then every session of the user gets the echo):
+// validate, one Redis round trip, one Kafka produce, then a result for
+// each send, in order. The batch's deadline is ProduceTimeout after its
+// oldest send was read, so a send that waited behind a slow batch is not
+// given a second timeout.
+func (s *Server) sendBatch(ctx context.Context, user chat.UserID, session string, batch []*protocol.Inbound) []sendResult {
 	now := time.Now()
 	deadline := now.Add(s.cfg.ProduceTimeout)
 	for _, in := range batch {
@@ -87,7 +107,7 @@ func (s *Server) processSends(ctx context.Context, c *conn, batch []*protocol.In
 			continue
 		}
 		byCID[in.CID] = p
-		if p.req, p.err = s.resolve(c.user, in); p.err != nil {
+		if p.req, p.err = s.resolve(user, in); p.err != nil {
 			continue
 		}
 		p.req.ID, p.req.TS = chat.NewMessageID(now), now.UnixMilli()
@@ -112,13 +132,15 @@ func (s *Server) processSends(ctx context.Context, c *conn, batch []*protocol.In
 		default:
 			for i, p := range live {
 				p.plan = plans[i]
+				p.err = refusal(p.req.Conv, p.plan.Refused)
 			}
-			s.produceSends(ctx, c, live, gateways, deadline)
+			s.produceSends(ctx, user, session, live, gateways, deadline)
 		}
 	}
 
 	var acked []route.Acked
-	for _, p := range sends {
+	results := make([]sendResult, len(sends))
+	for i, p := range sends {
 		src := p
 		if p.first != nil {
 			src = p.first
@@ -127,20 +149,18 @@ func (s *Server) processSends(ctx context.Context, c *conn, batch []*protocol.In
 			e := *src.err
 			e.CID = p.in.CID
 			s.m.sends.WithLabelValues(string(e.Code)).Inc()
-			c.enqueue(protocol.EncodeError(&e), essential)
+			results[i].err = &e
 			continue
 		}
 		if p.first == nil && !p.plan.Acked {
-			acked = append(acked, route.Acked{From: c.user, CID: p.in.CID, Plan: p.plan})
+			acked = append(acked, route.Acked{From: user, CID: p.in.CID, Plan: p.plan})
 		}
 		result := "ok"
 		if src.plan.Dup || p.first != nil {
 			result = "duplicate"
 		}
 		s.m.sends.WithLabelValues(result).Inc()
-		c.enqueue(protocol.EncodeSent(protocol.Sent{
-			CID: p.in.CID, ID: src.plan.ID, Conv: src.req.Conv, Seq: src.plan.Seq, TS: src.plan.TS,
-		}), essential)
+		results[i].sent = protocol.Sent{CID: p.in.CID, ID: src.plan.ID, Conv: src.req.Conv, Seq: src.plan.Seq, TS: src.plan.TS}
 	}
 	if len(acked) > 0 {
 		rctx, cancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
@@ -150,6 +170,7 @@ func (s *Server) processSends(ctx context.Context, c *conn, batch []*protocol.In
 		}
 		cancel()
 	}
+	return results
 }
 
 // resolve checks a send's target and membership and names its recipients.
@@ -169,7 +190,8 @@ func (s *Server) resolve(from chat.UserID, in *protocol.Inbound) (route.SendRequ
 		req.Conv = in.Conv
 		req.Recipients = recipients(from, peer)
 	default:
-		return req, protocol.Errorf(protocol.CodeNotFound, "conversation %s does not exist", in.Conv)
+		// A group: membership is checked in the send's Redis round trip.
+		req.Conv = in.Conv
 	}
 	return req, nil
 }
@@ -183,17 +205,19 @@ func recipients(from, to chat.UserID) []chat.UserID {
 
 // produceSends writes the chat-log record and the delivery copies of every
 // send not yet known to be in Kafka, in one acknowledged produce.
-func (s *Server) produceSends(ctx context.Context, c *conn, sends []*pendingSend, gateways []chat.ServerID, deadline time.Time) {
+func (s *Server) produceSends(ctx context.Context, user chat.UserID, session string, sends []*pendingSend, gateways []chat.ServerID, deadline time.Time) {
 	var recs []kafkabus.Record
+	var produced []*pendingSend
 	for _, p := range sends {
-		if p.plan.Acked {
+		if p.plan.Acked || p.err != nil {
 			continue
 		}
+		produced = append(produced, p)
 		m := &chat.Message{
-			ID: p.plan.ID, Conv: p.req.Conv, Seq: p.plan.Seq, From: c.user, Body: p.in.Body, TS: p.plan.TS, CID: p.in.CID,
+			ID: p.plan.ID, Conv: p.req.Conv, Seq: p.plan.Seq, From: user, Body: p.in.Body, TS: p.plan.TS, CID: p.in.CID,
 		}
 		if p.req.Conv.Kind() == chat.KindDirect {
-			m.To, _ = p.req.Conv.Peer(c.user)
+			m.To, _ = p.req.Conv.Peer(user)
 		}
 		recs = append(recs, kafkabus.Record{
 			Topic: s.cfg.ChatLogTopic, Key: []byte(m.Conv),
@@ -208,14 +232,22 @@ func (s *Server) produceSends(ctx context.Context, c *conn, sends []*pendingSend
 			recs = append(recs, kafkabus.Record{Topic: s.cfg.ChatStateTopic, Key: rec.Key(), Value: rec.Encode()})
 		}
 		if p.req.Conv == chat.Public {
-			copyValue := (&chat.Delivery{Type: chat.TypeMessage, All: true, SkipSession: c.session, Message: m}).Encode()
+			copyValue := (&chat.Delivery{Type: chat.TypeMessage, All: true, SkipSession: session, Message: m}).Encode()
 			for _, gw := range gateways {
 				recs = append(recs, kafkabus.Record{Topic: gw.Topic(), Key: []byte(m.Conv), Value: copyValue})
 			}
 			continue
 		}
+		if p.req.Conv.Kind() == chat.KindGroup {
+			// One copy per gateway with members online, whatever the members.
+			copyValue := (&chat.Delivery{Type: chat.TypeMessage, Group: m.Conv, SkipSession: session, Message: m}).Encode()
+			for gw := range p.plan.Targets {
+				recs = append(recs, kafkabus.Record{Topic: gw.Topic(), Key: []byte(m.Conv), Value: copyValue})
+			}
+			continue
+		}
 		for gw, users := range p.plan.Targets {
-			d := &chat.Delivery{Type: chat.TypeMessage, To: users, SkipSession: c.session, Message: m}
+			d := &chat.Delivery{Type: chat.TypeMessage, To: users, SkipSession: session, Message: m}
 			recs = append(recs, kafkabus.Record{Topic: gw.Topic(), Key: []byte(users[0]), Value: d.Encode()})
 		}
 	}
@@ -229,8 +261,19 @@ func (s *Server) produceSends(ctx context.Context, c *conn, sends []*pendingSend
 	s.m.produceLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.log.Warn("produce failed", "err", err, "records", len(recs))
-		failAll(sends, protocol.CodeUnavailable, "message log unavailable, retry with the same cid")
+		failAll(produced, protocol.CodeUnavailable, "message log unavailable, retry with the same cid")
 	}
+}
+
+// refusal is the answer to a group send the send path refused.
+func refusal(conv chat.ConvID, err error) *protocol.Error {
+	switch {
+	case errors.Is(err, route.ErrNotMember):
+		return protocol.Errorf(protocol.CodeForbidden, "you are not a member of %s", conv)
+	case errors.Is(err, route.ErrNoGroup):
+		return protocol.Errorf(protocol.CodeNotFound, "conversation %s does not exist", conv)
+	}
+	return nil
 }
 
 func failAll(sends []*pendingSend, code protocol.Code, msg string) {

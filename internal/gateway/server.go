@@ -230,6 +230,7 @@ type Server struct {
 	identity auth.Identity
 	accounts *accounts
 	hub      *hub
+	groups   *groupIndex
 	admit    *bucket
 	ln       *listener
 	origins  originMatcher
@@ -284,6 +285,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		kafka:    deps.Kafka,
 		identity: deps.Identity,
 		hub:      newHub(),
+		groups:   newGroupIndex(),
 		admit:    newBucket(cfg.ConnectRate, cfg.ConnectBurst),
 		origins:  newOriginMatcher(cfg.AllowedOrigins),
 		forwards: make(chan forward, forwardQueue),

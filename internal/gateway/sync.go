@@ -119,7 +119,7 @@ func (s *Server) syncConvs(ctx context.Context, c *conn, in *protocol.Inbound) [
 	var convs []chat.ConvID
 	seen := make(map[chat.ConvID]bool)
 	add := func(conv chat.ConvID) {
-		if !seen[conv] && canRead(c.user, conv) {
+		if !seen[conv] && s.access(ctx, c.user, conv) == nil {
 			seen[conv] = true
 			convs = append(convs, conv)
 		}
@@ -142,16 +142,6 @@ func (s *Server) syncConvs(ctx context.Context, c *conn, in *protocol.Inbound) [
 		convs = []chat.ConvID{}
 	}
 	return convs
-}
-
-// canRead reports whether u may read conv: the public room and its own
-// direct conversations (groups do not exist yet).
-func canRead(u chat.UserID, conv chat.ConvID) bool {
-	if conv == chat.Public {
-		return true
-	}
-	_, ok := conv.Peer(u)
-	return ok
 }
 
 func (s *Server) syncFailed(c *conn, err error) {

@@ -32,6 +32,13 @@ type Event struct {
 	Delivery chat.Delivery
 	// Users are the recipients.
 	Users []chat.UserID
+	// Group, instead of Users, sends one copy to each gateway with a
+	// member of this group connected; the gateway fans it out to its local
+	// members.
+	Group chat.ConvID
+	// All, instead of Users, sends one copy to every live gateway, for
+	// every local session (the public room).
+	All bool
 	// Except leaves out one gateway (the one re-routing a copy it could
 	// not deliver).
 	Except chat.ServerID
@@ -48,6 +55,28 @@ func (r *Relay) Send(ctx context.Context, ev Event) (int, error) {
 		recs = append(recs, *ev.Log)
 	}
 	gateways := 0
+	if ev.Group != "" || ev.All {
+		var where []chat.ServerID
+		var err error
+		d := ev.Delivery
+		if ev.All {
+			d.All = true
+			where, err = r.table.LiveGateways(ctx)
+		} else {
+			d.Group = ev.Group
+			where, err = r.table.GroupGateways(ctx, ev.Group)
+		}
+		if err != nil {
+			return 0, err
+		}
+		value := d.Encode()
+		for _, gw := range where {
+			if gw != ev.Except {
+				recs = append(recs, kafkabus.Record{Topic: gw.Topic(), Key: []byte(ev.Group), Value: value})
+				gateways++
+			}
+		}
+	}
 	if len(ev.Users) > 0 {
 		where, err := r.table.Locate(ctx, ev.Users)
 		if err != nil {

@@ -38,7 +38,12 @@ type SendPlan struct {
 	// written again and the original sent is returned.
 	Acked bool
 	// Targets maps each live gateway to the recipients connected to it.
+	// For a group: the live gateways with members connected, each with
+	// no users (the gateway fans out to its local members).
 	Targets map[chat.ServerID][]chat.UserID
+	// Refused is ErrNotMember or ErrNoGroup when a group send was refused;
+	// no seq was taken and nothing else in the plan is set.
+	Refused error
 }
 
 // ErrNotRestored means Redis lost its data (the restored marker is gone)
@@ -49,9 +54,14 @@ var ErrNotRestored = errors.New("routing state not restored from the log yet")
 // dedupeSeq returns the existing record of a (user, cid), or takes the next
 // seq of the conversation and records "id|seq|ts|p" (p: pending until Kafka
 // acknowledged it; a: acknowledged). It refuses while the restored marker
-// (KEYS[3]) is missing.
+// (KEYS[3]) is missing, and for a group (KEYS[4], its members hash) when
+// the sender (ARGV[4]) is not a member.
 var dedupeSeq = redis.NewScript(`
 if redis.call('EXISTS', KEYS[3]) == 0 then return redis.error_reply('NOTRESTORED') end
+if KEYS[4] and not redis.call('HGET', KEYS[4], ARGV[4]) then
+  if redis.call('EXISTS', KEYS[4]) == 0 then return redis.error_reply('NOGROUP') end
+  return redis.error_reply('NOTMEMBER')
+end
 local v = redis.call('GET', KEYS[1])
 if v then return v end
 local seq = redis.call('INCR', KEYS[2])
@@ -80,10 +90,16 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest) ([]SendPla
 	pipe := t.rdb.Pipeline()
 	dedupe := make([]*redis.Cmd, len(reqs))
 	sessions := make(map[chat.UserID]*redis.MapStringStringCmd)
+	groups := make(map[chat.ConvID]*redis.StringSliceCmd)
 	for i, r := range reqs {
-		dedupe[i] = dedupeSeq.EvalSha(ctx, pipe,
-			[]string{t.dedupeKey(r.From, r.CID), t.SeqKey(r.Conv), t.restoredKey()},
-			r.ID, strconv.FormatInt(r.TS, 10), ttl)
+		keys := []string{t.dedupeKey(r.From, r.CID), t.SeqKey(r.Conv), t.restoredKey()}
+		if r.Conv.Kind() == chat.KindGroup {
+			keys = append(keys, t.membersKey(r.Conv))
+			if groups[r.Conv] == nil {
+				groups[r.Conv] = pipe.SMembers(ctx, t.groupGatewaysKey(r.Conv))
+			}
+		}
+		dedupe[i] = dedupeSeq.EvalSha(ctx, pipe, keys, r.ID, strconv.FormatInt(r.TS, 10), ttl, string(r.From))
 		for _, u := range r.Recipients {
 			if sessions[u] == nil {
 				sessions[u] = pipe.HGetAll(ctx, t.sessionsKey(u))
@@ -91,7 +107,7 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest) ([]SendPla
 		}
 	}
 	liveCmd := t.liveCmd(ctx, pipe)
-	if _, err := pipe.Exec(ctx); err != nil && !strings.Contains(err.Error(), "NOTRESTORED") {
+	if _, err := pipe.Exec(ctx); err != nil && !isScriptRefusal(err) {
 		return nil, nil, fmt.Errorf("prepare sends: %w", err)
 	}
 	live := toServerIDs(liveCmd.Val())
@@ -100,8 +116,15 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest) ([]SendPla
 	for i, r := range reqs {
 		rec, err := dedupe[i].Text()
 		if err != nil {
-			if strings.Contains(err.Error(), "NOTRESTORED") {
+			switch msg := err.Error(); {
+			case strings.Contains(msg, "NOTRESTORED"):
 				return nil, nil, ErrNotRestored
+			case strings.Contains(msg, "NOTMEMBER"):
+				plans[i] = SendPlan{Refused: ErrNotMember}
+				continue
+			case strings.Contains(msg, "NOGROUP"):
+				plans[i] = SendPlan{Refused: ErrNoGroup}
+				continue
 			}
 			return nil, nil, fmt.Errorf("prepare sends: %w", err)
 		}
@@ -110,12 +133,25 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest) ([]SendPla
 			return nil, nil, fmt.Errorf("prepare sends: %s/%s: %w", r.From, r.CID, err)
 		}
 		p.Dup = p.ID != r.ID
-		if len(r.Recipients) > 0 {
+		switch {
+		case groups[r.Conv] != nil:
+			p.Targets = make(map[chat.ServerID][]chat.UserID)
+			for _, gw := range liveOnly(groups[r.Conv].Val(), isLive) {
+				p.Targets[gw] = nil
+			}
+		case len(r.Recipients) > 0:
 			p.Targets = targets(r.Recipients, sessions, isLive)
 		}
 		plans[i] = p
 	}
 	return plans, live, nil
+}
+
+// isScriptRefusal reports whether err is one of dedupeSeq's refusals,
+// which are answered per send rather than failing the batch.
+func isScriptRefusal(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "NOTRESTORED") || strings.Contains(msg, "NOTMEMBER") || strings.Contains(msg, "NOGROUP")
 }
 
 // parseDedupe parses "id|seq|ts|state".

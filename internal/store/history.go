@@ -74,12 +74,14 @@ func newApplyScript(body string) *redis.Script { return redis.NewScript(raiseApp
 // applyMessage adds a message to its conversation's history once (keyed by
 // id), trims the window (recording the highest seq trimmed in KEYS[5]),
 // raises the seq counter, records the message's log position in the seq
-// index (KEYS[6]; ARGV[9], "" for none), bumps the members' conversation
-// lists and raises the applied offset (KEYS[4], a hash of partition → next
-// offset; ARGV[7], ARGV[8]).
+// index (KEYS[6]; ARGV[9], "" for none), records which conversation and
+// seq the id belongs to (KEYS[7], ARGV[10]), bumps the members'
+// conversation lists and raises the applied offset (KEYS[4], a hash of
+// partition → next offset; ARGV[7], ARGV[8]).
 var applyMessage = newApplyScript(`
 raise_applied(KEYS[4], ARGV[7], ARGV[8])
 if ARGV[9] ~= '' then redis.call('HSETNX', KEYS[6], ARGV[1], ARGV[9]) end
+redis.call('HSETNX', KEYS[7], ARGV[2], ARGV[10])
 local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2])
 if added == 1 then
   redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
@@ -96,7 +98,7 @@ if added == 1 then
 end
 local cur = tonumber(redis.call('GET', KEYS[3]) or '0')
 if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[3], ARGV[1]) end
-for i = 7, #KEYS do redis.call('ZADD', KEYS[i], 'GT', ARGV[5], ARGV[6]) end
+for i = 8, #KEYS do redis.call('ZADD', KEYS[i], 'GT', ARGV[5], ARGV[6]) end
 return added
 `)
 
@@ -109,7 +111,7 @@ func (s *Store) ApplyMessage(ctx context.Context, m *chat.Message, pos Position)
 	}
 	conv := string(m.Conv)
 	keys := []string{s.key("hist", conv), s.key("msg", conv), s.key("seq", conv), s.key("applied", pos.Topic), s.key("trim", conv),
-		s.IndexKey(m.Conv, m.Seq)}
+		s.IndexKey(m.Conv, m.Seq), s.MessageIndexKey(m.ID)}
 	if a, b, ok := m.Conv.Members(); ok {
 		keys = append(keys, s.key("convs", string(a)))
 		if b != a {
@@ -122,7 +124,7 @@ func (s *Store) ApplyMessage(ctx context.Context, m *chat.Message, pos Position)
 		where = IndexValue(pos.Partition, pos.Offset)
 	}
 	n, err := applyMessage.Run(ctx, s.rdb, keys,
-		m.Seq, m.ID, body, s.cfg.HistoryWindow, m.TS, conv, part, next, where).Int()
+		m.Seq, m.ID, body, s.cfg.HistoryWindow, m.TS, conv, part, next, where, MessageIndexValue(m.Conv, m.Seq)).Int()
 	if err != nil {
 		return false, fmt.Errorf("apply %s: %w", m.ID, err)
 	}
@@ -250,7 +252,8 @@ func (s *Store) MarkApplied(ctx context.Context, pos Position) error {
 // viewKinds are the key kinds FlushViews deletes: everything materialized
 // from the log except the seq counters, which the send path needs and a
 // replay only raises.
-var viewKinds = []string{"hist", "msg", "convs", "rcpt", "applied", "trim", "user", "users", "conv", "conversations", "idx", "del"}
+var viewKinds = []string{"hist", "msg", "convs", "rcpt", "applied", "trim", "user", "users", "conv", "conversations", "idx", "del",
+	"members", "usernames", "mid"}
 
 // FlushViews deletes every materialized view (not the seq counters), for a
 // rebuild from the log. It scans, so it is for maintenance only. It returns

@@ -11,9 +11,22 @@ import (
 
 // applyEntity keeps the earliest created_at of an entity (KEYS[1] hash,
 // KEYS[2] index zset), stores its description (ARGV[3]) and raises the
-// applied offset (KEYS[3]; ARGV[4], ARGV[5]).
+// applied offset (KEYS[3]; ARGV[4], ARGV[5]). ARGV[6] says what else:
+//
+//   - "user": add the id to the name index (KEYS[4], a zset of score 0
+//     searched by prefix).
+//   - "group": only if its version (ARGV[7]) is not below the stored one,
+//     replace the members hash (KEYS[4], user → role) with ARGV[10..]
+//     (user, role pairs), add the group to each member's conversation list
+//     (ARGV[9] .. user, scored by ARGV[8] with GT) and take it out of the
+//     lists of the members it no longer has. A replay in log order, or any
+//     order, ends with the highest version.
 var applyEntity = newApplyScript(`
 raise_applied(KEYS[3], ARGV[4], ARGV[5])
+if ARGV[6] == 'group' then
+  local v = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+  if tonumber(ARGV[7]) < v then return 0 end
+end
 local cur = tonumber(redis.call('HGET', KEYS[1], 'created_at') or '0')
 local created = tonumber(ARGV[2])
 if cur == 0 or created < cur then
@@ -23,6 +36,20 @@ else
 end
 redis.call('HSET', KEYS[1], 'json', ARGV[3])
 redis.call('ZADD', KEYS[2], created, ARGV[1])
+if ARGV[6] == 'user' then redis.call('ZADD', KEYS[4], 0, ARGV[1]) end
+if ARGV[6] == 'group' then
+  redis.call('HSET', KEYS[1], 'version', ARGV[7])
+  local keep = {}
+  for i = 10, #ARGV, 2 do keep[ARGV[i]] = true end
+  for _, u in ipairs(redis.call('HKEYS', KEYS[4])) do
+    if not keep[u] then redis.call('ZREM', ARGV[9] .. u, ARGV[1]) end
+  end
+  redis.call('DEL', KEYS[4])
+  for i = 10, #ARGV, 2 do
+    redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
+    redis.call('ZADD', ARGV[9] .. ARGV[i], 'GT', ARGV[8], ARGV[1])
+  end
+end
 return 1
 `)
 
@@ -41,8 +68,28 @@ func (s *Store) entityArgs(hash, index, id string, created int64, desc any, pos 
 		return nil, nil, err
 	}
 	part, next := posArgs(pos)
-	return []string{hash, index, s.key("applied", pos.Topic)}, []any{id, created, body, part, next}, nil
+	keys := []string{hash, index, s.key("applied", pos.Topic)}
+	args := []any{id, created, body, part, next}
+	switch d := desc.(type) {
+	case *chat.User:
+		keys = append(keys, s.cfg.Prefix+"usernames")
+		args = append(args, "user")
+	case *chat.Conversation:
+		if d.Kind != chat.KindGroup {
+			break
+		}
+		keys = append(keys, s.MembersKey(d.ID))
+		args = append(args, "group", d.Version, max(d.UpdatedAt, d.CreatedAt), s.cfg.Prefix+"convs:")
+		for _, u := range d.Members {
+			r, _ := d.RoleOf(u)
+			args = append(args, string(u), string(r))
+		}
+	}
+	return keys, args, nil
 }
+
+// MembersKey is the hash of a group's members (user → role).
+func (s *Store) MembersKey(conv chat.ConvID) string { return s.key("members", string(conv)) }
 
 // ApplyUser materializes a user record found in the log at pos.
 func (s *Store) ApplyUser(ctx context.Context, u *chat.User, pos Position) error {

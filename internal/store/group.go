@@ -1,0 +1,151 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/internal/chat"
+)
+
+// Membership returns u's role in group conv; exists is false when the
+// group does not exist (its members hash always holds the owner), role is
+// "" when u is not a member. One round trip.
+func (s *Store) Membership(ctx context.Context, conv chat.ConvID, u chat.UserID) (role chat.Role, exists bool, err error) {
+	pipe := s.rdb.Pipeline()
+	get := pipe.HGet(ctx, s.MembersKey(conv), string(u))
+	n := pipe.Exists(ctx, s.MembersKey(conv))
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return "", false, fmt.Errorf("membership %s: %w", conv, err)
+	}
+	return chat.Role(get.Val()), n.Val() == 1, nil
+}
+
+// MessageIndexKey is the hash that maps message ids to their conversation
+// and seq: one hash per 1024 ms of ids (the first 8 characters of an id
+// are its millisecond timestamp above 10 bits).
+func (s *Store) MessageIndexKey(id string) string {
+	return s.key("mid", id[:min(len(id), 8)])
+}
+
+// MessageIndexValue is the value of a message's entry: "<conv>|<seq>".
+func MessageIndexValue(conv chat.ConvID, seq int64) string {
+	return string(conv) + "|" + strconv.FormatInt(seq, 10)
+}
+
+// FindMessage returns the conversation and seq of message id; ok is false
+// when no message with that id was materialized.
+func (s *Store) FindMessage(ctx context.Context, id string) (conv chat.ConvID, seq int64, ok bool, err error) {
+	v, err := s.rdb.HGet(ctx, s.MessageIndexKey(id), id).Result()
+	if err == redis.Nil {
+		return "", 0, false, nil
+	}
+	if err != nil {
+		return "", 0, false, fmt.Errorf("find message %s: %w", id, err)
+	}
+	c, n, found := strings.Cut(v, "|")
+	seq, perr := strconv.ParseInt(n, 10, 64)
+	if !found || perr != nil {
+		return "", 0, false, fmt.Errorf("find message %s: corrupt entry %q", id, v)
+	}
+	return chat.ConvID(c), seq, true, nil
+}
+
+// SearchUsers returns up to limit known user ids starting with prefix, in
+// byte order.
+func (s *Store) SearchUsers(ctx context.Context, prefix string, limit int) ([]chat.UserID, error) {
+	ids, err := s.rdb.ZRangeByLex(ctx, s.cfg.Prefix+"usernames", &redis.ZRangeBy{
+		Min: "[" + prefix, Max: "[" + prefix + "\xff", Count: int64(limit),
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("search users: %w", err)
+	}
+	out := make([]chat.UserID, len(ids))
+	for i, id := range ids {
+		out[i] = chat.UserID(id)
+	}
+	return out, nil
+}
+
+// Summary is what a conversation list shows of one conversation.
+type Summary struct {
+	Last   *chat.Message // the newest message, nil when none
+	Unread int64         // messages in the window above u's read mark
+}
+
+// Summaries returns, for u, the newest message of each conversation and
+// how many messages of the Redis window lie above u's read mark, in one
+// round trip.
+func (s *Store) Summaries(ctx context.Context, u chat.UserID, convs []chat.ConvID) ([]Summary, error) {
+	pipe := s.rdb.Pipeline()
+	last := make([]*redis.StringSliceCmd, len(convs))
+	marks := make([]*redis.StringCmd, len(convs))
+	for i, c := range convs {
+		last[i] = pipe.ZRange(ctx, s.key("hist", string(c)), -1, -1)
+		marks[i] = pipe.HGet(ctx, s.key("rcpt", string(c)), string(u)+"|read")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("summaries: %w", err)
+	}
+	pipe = s.rdb.Pipeline()
+	counts := make([]*redis.IntCmd, len(convs))
+	msgs := make([]*redis.SliceCmd, len(convs))
+	for i, c := range convs {
+		mark, _ := marks[i].Int64()
+		counts[i] = pipe.ZCount(ctx, s.key("hist", string(c)), "("+strconv.FormatInt(mark, 10), "+inf")
+		if ids := last[i].Val(); len(ids) == 1 {
+			msgs[i] = pipe.HMGet(ctx, s.key("msg", string(c)), ids[0])
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("summaries: %w", err)
+	}
+	out := make([]Summary, len(convs))
+	for i := range convs {
+		out[i].Unread = counts[i].Val()
+		if msgs[i] == nil {
+			continue
+		}
+		if v, ok := msgs[i].Val()[0].(string); ok {
+			var m chat.Message
+			if err := json.Unmarshal([]byte(v), &m); err == nil {
+				out[i].Last = &m
+			}
+		}
+	}
+	return out, nil
+}
+
+// ErrBusy means a lock stayed taken for as long as the caller waited.
+var ErrBusy = errors.New("busy: another change holds the lock")
+
+// LockConversation serializes changes of one conversation across gateways
+// (a Redis lock held at most ttl, waited for until ctx ends); release
+// gives it back if it is still ours.
+func (s *Store) LockConversation(ctx context.Context, conv chat.ConvID, ttl time.Duration) (release func(), err error) {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	owner, key := hex.EncodeToString(b[:]), s.key("convlock", string(conv))
+	for {
+		ok, err := s.rdb.SetNX(ctx, key, owner, ttl).Result()
+		if err != nil {
+			return nil, fmt.Errorf("lock %s: %w", conv, err)
+		}
+		if ok {
+			return func() { _ = releaseLock.Run(context.WithoutCancel(ctx), s.rdb, []string{key}, owner).Err() }, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ErrBusy
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
