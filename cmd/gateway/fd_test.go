@@ -34,7 +34,7 @@ func TestAGatewayOutOfDescriptorsKeepsServing(t *testing.T) {
 	id := "gw-fd-" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "")
 	cmd := exec.Command(prlimit, "--nofile=256:256", bin)
 	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), "SERVER_ID="+id, "HTTP_ADDR="+addr, "KAFKA_BROKERS="+brokers(),
+	cmd.Env = append(os.Environ(), "SERVER_ID="+id, "HTTP_ADDR="+addr, "KAFKA_BROKERS="+brokers(), "AUTH_MODE=open",
 		"REDIS_ADDR="+redisAddr(), "REDIS_PREFIX=test:"+id+":", "KAFKA_CHAT_LOG_TOPIC=chat-log-"+id,
 		"KAFKA_CHAT_STATE_TOPIC=chat-state-"+id, "KAFKA_AUDIT_TOPIC=chat-audit-"+id,
 		"GATEWAY_MAX_CONNS_PER_IP=-1", "LOG_FORMAT=json", "GATEWAY_DRAIN_WINDOW=100ms")

@@ -28,7 +28,7 @@ func TestAnUnreachableBrokerExitsWithOneClearLine(t *testing.T) {
 	bin := buildBinary(t)
 	runFailing(t, bin, []string{
 		"SERVER_ID=gw-x", "HTTP_ADDR=127.0.0.1:0", "KAFKA_BROKERS=127.0.0.1:1", "KAFKA_CONNECT_TIMEOUT=2s",
-		"REDIS_ADDR=" + redisAddr(),
+		"REDIS_ADDR=" + redisAddr(), "AUTH_MODE=open",
 	}, nil, "KAFKA_BROKERS=127.0.0.1:1")
 }
 
