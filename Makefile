@@ -8,7 +8,7 @@ REDIS_PORT    ?= 6379
 TEST_TIMEOUT  ?= 30m
 export KAFKA_PORT REDIS_PORT
 
-.PHONY: all build run stop infra test test-go test-browser test-unit check fuzz bench bench-restore clean
+.PHONY: all build run stop infra validators test test-go test-browser test-unit check fuzz bench bench-restore clean
 
 all: build
 
@@ -32,11 +32,15 @@ stop:
 	-deploy/kafka/kafka.sh stop
 	-deploy/redis/redis.sh stop
 
+## validators: install what checks the container deployment (nginx -t, promtool, docker-compose config)
+validators:
+	deploy/validators.sh
+
 ## test: start Kafka and Redis, run every Go test with -race, then the browser tests.
 ## Packages run one at a time (-p 1): the failure and latency tests need the two cores.
 test: test-go test-browser
 
-test-go: infra
+test-go: infra validators
 	SWITCHBOARD_KAFKA=127.0.0.1:$(KAFKA_PORT) SWITCHBOARD_REDIS=127.0.0.1:$(REDIS_PORT) \
 		$(GO) test -race -tags integration -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
 
@@ -52,7 +56,7 @@ test-unit:
 
 ## check: formatting, vet and staticcheck
 check:
-	@out=$$(gofmt -l cmd internal static); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd internal static deploy); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./...
 	$(GO) run $(STATICCHECK) -tags integration ./...
