@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +34,10 @@ type Common struct {
 	ChatLogTopic        string        // KAFKA_CHAT_LOG_TOPIC
 	ChatLogPartitions   int           // KAFKA_CHAT_LOG_PARTITIONS
 	ChatStateTopic      string        // KAFKA_CHAT_STATE_TOPIC
+	// KAFKA_REPLICATION_FACTOR, KAFKA_MIN_INSYNC_REPLICAS of the topics a
+	// service creates; 0 is "auto" (see kafkabus.Config).
+	KafkaReplicationFactor int
+	KafkaMinInsyncReplicas int
 
 	RedisAddr     string        // REDIS_ADDR
 	RedisDB       int           // REDIS_DB
@@ -52,6 +57,8 @@ var commonDefaults = map[string]any{
 	"kafka.chat_log_topic":      "chat-log",
 	"kafka.chat_log_partitions": 4,
 	"kafka.chat_state_topic":    "chat-state",
+	"kafka.replication_factor":  "auto",
+	"kafka.min_insync_replicas": "auto",
 	"redis.addr":                "127.0.0.1:6379",
 	"redis.db":                  0,
 	"redis.password":            "",
@@ -113,6 +120,15 @@ func common(v *viper.Viper) (Common, error) {
 			return c, err
 		}
 	}
+	if c.KafkaReplicationFactor, err = autoCount(v, "kafka.replication_factor"); err != nil {
+		return c, err
+	}
+	if c.KafkaMinInsyncReplicas, err = autoCount(v, "kafka.min_insync_replicas"); err != nil {
+		return c, err
+	}
+	if rf, isr := c.KafkaReplicationFactor, c.KafkaMinInsyncReplicas; rf > 0 && isr > rf {
+		return c, fmt.Errorf("KAFKA_MIN_INSYNC_REPLICAS (kafka.min_insync_replicas) %d exceeds KAFKA_REPLICATION_FACTOR %d: every send would fail", isr, rf)
+	}
 	switch {
 	case len(c.KafkaBrokers) == 0:
 		return c, errors.New("KAFKA_BROKERS (kafka.brokers) is empty")
@@ -141,6 +157,19 @@ func duration(v *viper.Viper, key string) (time.Duration, error) {
 		return 0, fmt.Errorf("%s (%s) %q: want a duration such as 500ms or 10s", EnvName(key), key, raw)
 	}
 	return d, nil
+}
+
+// autoCount reads "auto" (0) or a positive count.
+func autoCount(v *viper.Viper, key string) (int, error) {
+	raw := strings.TrimSpace(v.GetString(key))
+	if raw == "" || raw == "auto" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%s (%s) %q: want auto or a count from 1", EnvName(key), key, raw)
+	}
+	return n, nil
 }
 
 // list splits comma-separated entries (an environment variable gives one
@@ -177,7 +206,8 @@ func (c Common) Logger(w io.Writer) *slog.Logger {
 
 // Kafka returns the kafkabus configuration.
 func (c Common) Kafka(clientID string) kafkabus.Config {
-	return kafkabus.Config{Brokers: c.KafkaBrokers, ClientID: clientID, BatchTimeout: c.KafkaBatchTimeout}
+	return kafkabus.Config{Brokers: c.KafkaBrokers, ClientID: clientID, BatchTimeout: c.KafkaBatchTimeout,
+		ReplicationFactor: c.KafkaReplicationFactor, MinInsyncReplicas: c.KafkaMinInsyncReplicas}
 }
 
 // ConnectRedis opens the Redis client and checks that it answers.

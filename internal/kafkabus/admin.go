@@ -1,6 +1,7 @@
 package kafkabus
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,15 +24,23 @@ type TopicSpec struct {
 	Segment time.Duration
 	// Compact makes the topic compacted instead of time-retained.
 	Compact bool
+	// ReplicationFactor and MinInsyncReplicas override the Admin's
+	// (Config.ReplicationFactor, Config.MinInsyncReplicas) for this topic;
+	// 0 takes the Admin's.
+	ReplicationFactor int
+	MinInsyncReplicas int
 }
 
-func (s TopicSpec) config() kafka.TopicConfig {
+// config is the CreateTopics entry for s with rf replicas, of which minISR
+// must hold a record before an acks=all write of it succeeds.
+func (s TopicSpec) config(rf, minISR int) kafka.TopicConfig {
 	parts := s.Partitions
 	if parts <= 0 {
 		parts = 1
 	}
 	var entries []kafka.ConfigEntry
 	add := func(k, v string) { entries = append(entries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v}) }
+	add("min.insync.replicas", strconv.Itoa(minISR))
 	switch {
 	case s.Compact:
 		add("cleanup.policy", "compact")
@@ -50,7 +59,30 @@ func (s TopicSpec) config() kafka.TopicConfig {
 		add("cleanup.policy", "delete")
 		add("retention.ms", "-1")
 	}
-	return kafka.TopicConfig{Topic: s.Name, NumPartitions: parts, ReplicationFactor: 1, ConfigEntries: entries}
+	return kafka.TopicConfig{Topic: s.Name, NumPartitions: parts, ReplicationFactor: rf, ConfigEntries: entries}
+}
+
+// Replication defaults: what "auto" (0) resolves to, capped by the brokers
+// in the cluster.
+const (
+	DefaultReplicationFactor = 3
+	DefaultMinInsyncReplicas = 2
+)
+
+// replication resolves a replication factor and min.insync.replicas, 0
+// meaning auto: rf = min(3, brokers), minISR = min(2, rf). brokers is the
+// number of brokers the cluster reports now (only needed for an auto rf).
+func replication(rf, minISR, brokers int) (int, int, error) {
+	if rf <= 0 {
+		rf = min(DefaultReplicationFactor, max(brokers, 1))
+	}
+	if minISR <= 0 {
+		minISR = min(DefaultMinInsyncReplicas, rf)
+	}
+	if minISR > rf {
+		return 0, 0, fmt.Errorf("min.insync.replicas %d exceeds the replication factor %d: every acks=all write would fail", minISR, rf)
+	}
+	return rf, minISR, nil
 }
 
 // Admin runs administrative requests against the cluster.
@@ -103,23 +135,61 @@ func (a *Admin) Ping(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// EnsureTopics creates the topics that do not exist yet. Existing topics
-// are left as they are.
+// EnsureTopics creates the topics that do not exist yet, with the
+// replication of their spec or else the Admin's (Config.ReplicationFactor,
+// Config.MinInsyncReplicas; auto counts the brokers the cluster reports
+// now). Existing topics are left as they are, their replication included.
 func (a *Admin) EnsureTopics(ctx context.Context, specs ...TopicSpec) error {
+	if len(specs) == 0 {
+		return nil
+	}
+	brokers := 0
+	for _, s := range specs {
+		if cmp.Or(s.ReplicationFactor, a.cfg.ReplicationFactor) <= 0 {
+			n, err := a.brokerCount(ctx, s.Name)
+			if err != nil {
+				return err
+			}
+			brokers = n
+			break
+		}
+	}
 	req := &kafka.CreateTopicsRequest{}
 	for _, s := range specs {
-		req.Topics = append(req.Topics, s.config())
+		rf, minISR, err := replication(cmp.Or(s.ReplicationFactor, a.cfg.ReplicationFactor),
+			cmp.Or(s.MinInsyncReplicas, a.cfg.MinInsyncReplicas), brokers)
+		if err != nil {
+			return fmt.Errorf("create topic %s: %w", s.Name, err)
+		}
+		req.Topics = append(req.Topics, s.config(rf, minISR))
 	}
 	res, err := a.client.CreateTopics(ctx, req)
 	if err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}
 	for name, terr := range res.Errors {
-		if terr != nil && !errors.Is(terr, kafka.TopicAlreadyExists) {
+		switch {
+		case terr == nil || errors.Is(terr, kafka.TopicAlreadyExists):
+		case errors.Is(terr, kafka.InvalidReplicationFactor):
+			return fmt.Errorf("create topic %s: %w (KAFKA_REPLICATION_FACTOR is more than the brokers that are up?)", name, terr)
+		default:
 			return fmt.Errorf("create topic %s: %w", name, terr)
 		}
 	}
 	return nil
+}
+
+// brokerCount returns how many brokers the cluster reports (the live,
+// registered ones), asking about topic to keep the answer small.
+func (a *Admin) brokerCount(ctx context.Context, topic string) (int, error) {
+	res, err := a.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return 0, fmt.Errorf("metadata: %w", err)
+	}
+	if len(res.Brokers) == 0 {
+		return 0, errors.New("metadata: the cluster reports no brokers")
+	}
+	return len(res.Brokers), nil
 }
 
 // DeleteTopics deletes the named topics; a topic that does not exist is
@@ -149,6 +219,44 @@ func (a *Admin) TopicExists(ctx context.Context, name string) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// Partition is where one partition of a topic lives, by broker id.
+type Partition struct {
+	ID       int
+	Leader   int // 0 while it has none (broker ids start at 1 here)
+	Replicas []int
+	ISR      []int // the replicas in sync with the leader
+}
+
+// Partitions describes the partitions of topic as the cluster reports
+// them now.
+func (a *Admin) Partitions(ctx context.Context, topic string) ([]Partition, error) {
+	res, err := a.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, fmt.Errorf("metadata %s: %w", topic, err)
+	}
+	ids := func(bs []kafka.Broker) []int {
+		out := make([]int, len(bs))
+		for i, b := range bs {
+			out[i] = b.ID
+		}
+		return out
+	}
+	for _, t := range res.Topics {
+		if t.Name != topic {
+			continue
+		}
+		if t.Error != nil {
+			return nil, fmt.Errorf("metadata %s: %w", topic, t.Error)
+		}
+		out := make([]Partition, len(t.Partitions))
+		for i, p := range t.Partitions {
+			out[i] = Partition{ID: p.ID, Leader: p.Leader.ID, Replicas: ids(p.Replicas), ISR: ids(p.Isr)}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("metadata %s: %w", topic, kafka.UnknownTopicOrPartition)
 }
 
 // EndOffsets returns, for each partition of topic, the offset the next

@@ -31,6 +31,15 @@ type Config struct {
 	// MetadataTTL bounds how stale the producer's view of the topics may
 	// be; a new gateway's topic becomes writable within it. Default 1s.
 	MetadataTTL time.Duration
+	// ReplicationFactor is how many brokers hold each partition of the
+	// topics an Admin creates. 0 (auto): min(3, the brokers the cluster
+	// reports when the topic is created), so 1 on a single broker.
+	ReplicationFactor int
+	// MinInsyncReplicas is the created topics' min.insync.replicas: the
+	// replicas that must hold a record before an acks=all write succeeds;
+	// with fewer in sync, writes fail rather than succeed under-replicated.
+	// 0 (auto): min(2, the replication factor).
+	MinInsyncReplicas int
 }
 
 func (c *Config) setDefaults() error {

@@ -24,7 +24,7 @@ func Scan(ctx context.Context, cfg Config, topic string, partition int, from, to
 		return nil
 	}
 	dialer := &kafka.Dialer{Timeout: cfg.DialTimeout, ClientID: cfg.ClientID}
-	conn, err := dialer.DialLeader(ctx, "tcp", cfg.Brokers[0], topic, partition)
+	conn, err := dialLeader(ctx, dialer, cfg.Brokers, topic, partition)
 	if err != nil {
 		return fmt.Errorf("scan %s/%d: %w", topic, partition, err)
 	}
@@ -128,4 +128,18 @@ func (a *Admin) OffsetsAt(ctx context.Context, topic string, t time.Time) (map[i
 		}
 	}
 	return out, nil
+}
+
+// dialLeader connects to the partition's leader, asking each broker in
+// turn where it is: any one that is up will do.
+func dialLeader(ctx context.Context, d *kafka.Dialer, brokers []string, topic string, partition int) (*kafka.Conn, error) {
+	var errs []error
+	for _, addr := range brokers {
+		c, err := d.DialLeader(ctx, "tcp", addr, topic, partition)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
 }
