@@ -4,9 +4,10 @@
 GO            ?= go
 STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 KAFKA_PORT    ?= 9092
+KAFKA_NODES   ?= 1
 REDIS_PORT    ?= 6379
 TEST_TIMEOUT  ?= 30m
-export KAFKA_PORT REDIS_PORT
+export KAFKA_PORT KAFKA_NODES REDIS_PORT
 
 .PHONY: all build run stop infra validators test test-go test-browser test-unit check fuzz bench bench-restore clean
 
@@ -16,13 +17,13 @@ all: build
 build:
 	$(GO) build -o bin/ ./cmd/...
 
-## infra: start (or reuse) Kafka and Redis on loopback
+## infra: start (or reuse) Kafka (KAFKA_NODES=3: a 3-broker cluster) and Redis on loopback
 infra:
 	deploy/redis/redis.sh start
 	deploy/kafka/kafka.sh start
 
 ## run: the whole local cluster — Kafka, Redis (persisted), router, gateways gw-1 (:8080), gw-2 (:8081), …
-## (GATEWAYS=3 for three); members that exit are restarted with backoff; Ctrl-C or `make stop` stops it all
+## (GATEWAYS=3 for three; KAFKA_NODES=3 for 3 brokers on :9092, :9094, :9096); members that exit are restarted with backoff; Ctrl-C or `make stop` stops it all
 run: build
 	deploy/local/run.sh
 

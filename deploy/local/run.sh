@@ -11,7 +11,8 @@
 #                               gateways of an earlier run (Kafka and Redis
 #                               stay: see make stop)
 # Environment: GATEWAYS (2); GW1_PORT (8080) is gw-1's port and the base of
-# the others', GW<n>_PORT sets gw-<n>'s; ROUTER_PORT (9090); KAFKA_PORT,
+# the others', GW<n>_PORT sets gw-<n>'s; ROUTER_PORT (9090); KAFKA_NODES
+# (1; 3 runs a 3-broker cluster on KAFKA_PORT, +2, +4); KAFKA_PORT,
 # REDIS_PORT; KEEP_INFRA=1 keeps Kafka and Redis running after Ctrl-C;
 # READY_TIMEOUT (120 s) bounds `start`. For a second cluster beside the
 # first (the tests): RUN_STATE_DIR (.state/run), RUN_LOG_DIR (.state/logs),
@@ -32,7 +33,8 @@ ROUTER_PORT=${ROUTER_PORT:-9090}
 READY_TIMEOUT=${READY_TIMEOUT:-120}
 BACKOFF_MAX=30 # seconds
 STABLE_AFTER=30 # seconds up after which the backoff starts again at 1 s
-export KAFKA_BROKERS=${KAFKA_BROKERS:-127.0.0.1:${KAFKA_PORT:-9092}}
+# Every broker of deploy/kafka's cluster (KAFKA_NODES, KAFKA_PORT).
+export KAFKA_BROKERS=${KAFKA_BROKERS:-$(deploy/kafka/kafka.sh brokers)}
 export REDIS_ADDR=${REDIS_ADDR:-127.0.0.1:${REDIS_PORT:-6379}}
 [[ "$GATEWAYS" =~ ^[1-9][0-9]*$ ]] || { echo "GATEWAYS=$GATEWAYS: want a number from 1" >&2; exit 2; }
 # jwt auth mode (the default) signs tokens with a secret: unless
