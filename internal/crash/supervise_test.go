@@ -50,6 +50,8 @@ func (c *cluster) startLocalRun(n int) *localRun {
 		"SERVER_ID_PREFIX=" + c.name + "-", "REDIS_PREFIX=" + c.prefix, "ROUTER_GROUP_ID=router-" + c.name,
 		"KAFKA_CHAT_LOG_TOPIC=" + c.chatLog, "KAFKA_CHAT_STATE_TOPIC=" + c.chatState,
 		"GATEWAY_LEASE=" + lease.String(), "GATEWAY_DRAIN_WINDOW=500ms", "ROUTER_JANITOR_INTERVAL=200ms", "LOG_FORMAT=json",
+		// Each client sends 200 messages/s, above the default per-user rate.
+		"GATEWAY_MESSAGE_RATE=-1",
 	}
 	for i := 1; i <= n; i++ {
 		g := &gateway{c: c, name: fmt.Sprintf("gw-%d", i), addr: freeAddr(t)}
