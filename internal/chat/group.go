@@ -85,7 +85,8 @@ type GroupChange struct {
 // ErrBadGroup and leaves c unchanged on error.
 func (c *Conversation) Change(actor UserID, ch GroupChange, ts int64) error {
 	admin := c.IsAdmin(actor)
-	leaving := len(ch.Remove) == 1 && ch.Remove[0] == actor && ch.Name == nil && len(ch.Add) == 0 && len(ch.Roles) == 0
+	_, member := c.RoleOf(actor)
+	leaving := member && len(ch.Remove) == 1 && ch.Remove[0] == actor && ch.Name == nil && len(ch.Add) == 0 && len(ch.Roles) == 0
 	if !admin && !leaving {
 		return fmt.Errorf("%w: only the group's admins can change it", ErrNotAllowed)
 	}

@@ -5,10 +5,12 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/wsclient"
 )
 
@@ -174,6 +176,43 @@ func TestGroupReceiptsAndTypingReachTheOtherMembers(t *testing.T) {
 		f = expect(t, cl, name+" sees bob typing", func(f wsclient.Frame) bool { return f.Type == "typing" })
 		if f.User != "bob" || f.Conv != conv || f.State != "start" {
 			t.Fatalf("%s got %s", name, f.Raw)
+		}
+	}
+}
+
+func TestGroupMembershipAndRolesComeBackFromARebuild(t *testing.T) {
+	c := newCluster(t)
+	gw1 := c.startGateway("gw-1")
+	r := c.startRouter()
+	conv := createGroup(t, gw1, "alice", "bob", "carol")
+	mustAPI(t, gw1, "alice", "PATCH", "/api/conversations/"+conv, map[string]any{"remove": []string{"carol"}, "add": []string{"dave"}}, 200)
+	mustAPI(t, gw1, "alice", "PATCH", "/api/conversations/"+conv, map[string]any{"name": "after", "roles": map[string]string{"bob": "admin"}}, 200)
+	want := mustAPI(t, gw1, "bob", "GET", "/api/conversations/"+conv, nil, 200)
+	msg := mustAPI(t, gw1, "bob", "POST", "/api/messages", map[string]any{"cid": "b1", "conv": conv, "body": "x"}, 201)
+	eventually(t, 20*time.Second, "the router to index the message", func() bool {
+		_, _, ok, err := c.store().FindMessage(context.Background(), msg["id"].(string))
+		return ok && err == nil
+	})
+
+	ctx := context.Background()
+	keys, _ := c.rdb.Keys(ctx, c.prefix+"*").Result()
+	c.rdb.Del(ctx, keys...)
+	if _, err := r.Rebuild(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustAPI(t, gw1, "bob", "GET", "/api/conversations/"+conv, nil, 200); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after the rebuild: %v, want %v", got, want)
+	}
+	mustAPI(t, gw1, "carol", "GET", "/api/conversations/"+conv, nil, 403)
+	// The message index came back too: the new admin can delete by id.
+	mustAPI(t, gw1, "bob", "DELETE", "/api/messages/"+msg["id"].(string), nil, 204)
+	for user, in := range map[string]bool{"alice": true, "dave": true, "carol": false} {
+		mine, err := c.store().Conversations(ctx, chat.UserID(user))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(mine, chat.ConvID(conv)) != in {
+			t.Errorf("%s's conversation list after the rebuild: %v (group expected: %v)", user, mine, in)
 		}
 	}
 }

@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,9 +11,6 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/protocol"
 )
-
-// maxAPIBody bounds a REST request body.
-const maxAPIBody = 1 << 20
 
 // apiRoutes registers the REST API (all but /api/auth/*). Every endpoint
 // authenticates with the gateway's Identity and answers JSON; errors are
@@ -84,25 +79,30 @@ func statusOf(code protocol.Code) int {
 	return http.StatusInternalServerError
 }
 
-// decodeBody reads r's JSON body (at most maxAPIBody bytes, one value, no
-// unknown fields) into v.
-func decodeBody(r *http.Request, v any) *protocol.Error {
-	data, err := io.ReadAll(io.LimitReader(r.Body, maxAPIBody+1))
-	if err != nil {
-		return protocol.Errorf(protocol.CodeBadRequest, "read body: %v", err)
+// decodeBody reads r's JSON body into v, as readJSON does: at most
+// MaxBodyBytes, one value, no unknown fields, valid text.
+func (s *Server) decodeBody(r *http.Request, v any) *protocol.Error {
+	data, perr := s.readBody(r)
+	if perr != nil {
+		return perr
 	}
-	if len(data) > maxAPIBody {
-		return protocol.Errorf(protocol.CodeTooLarge, "body over %d bytes", maxAPIBody)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return protocol.Errorf(protocol.CodeBadRequest, "malformed JSON body: %s", chat.Clip(err.Error(), 160))
-	}
-	if dec.More() {
-		return protocol.Errorf(protocol.CodeBadRequest, "malformed JSON body: more than one value")
+	if err := decodeStrict(data, v); err != nil {
+		return protocol.Errorf(protocol.CodeBadRequest, "%s", err.Error())
 	}
 	return nil
+}
+
+// readBody reads r's body, at most MaxBodyBytes.
+func (s *Server) readBody(r *http.Request) ([]byte, *protocol.Error) {
+	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return nil, protocol.Errorf(protocol.CodeTooLarge, "request body over %d bytes", s.cfg.MaxBodyBytes)
+	case err != nil:
+		return nil, protocol.Errorf(protocol.CodeBadRequest, "could not read the request body")
+	}
+	return data, nil
 }
 
 // pathConv parses the {id} path value as a conversation id.

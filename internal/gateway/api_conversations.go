@@ -136,7 +136,7 @@ type createRequest struct {
 
 func (s *Server) createConversation(r *http.Request, u chat.UserID) (int, any, *protocol.Error) {
 	var req createRequest
-	if perr := decodeBody(r, &req); perr != nil {
+	if perr := s.decodeBody(r, &req); perr != nil {
 		return 0, nil, perr
 	}
 	switch req.Kind {
@@ -178,7 +178,7 @@ func (s *Server) patchConversation(r *http.Request, u chat.UserID) (int, any, *p
 		return 0, nil, perr
 	}
 	var req patchRequest
-	if perr := decodeBody(r, &req); perr != nil {
+	if perr := s.decodeBody(r, &req); perr != nil {
 		return 0, nil, perr
 	}
 	if conv.Kind() != chat.KindGroup {

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -121,7 +120,7 @@ func (s *Server) markRead(r *http.Request, u chat.UserID) (int, any, *protocol.E
 	var req struct {
 		Seq *int64 `json:"seq"`
 	}
-	if perr := decodeBody(r, &req); perr != nil {
+	if perr := s.decodeBody(r, &req); perr != nil {
 		return 0, nil, perr
 	}
 	if req.Seq == nil || *req.Seq < 1 {
@@ -140,9 +139,9 @@ func (s *Server) markRead(r *http.Request, u chat.UserID) (int, any, *protocol.E
 // the body is validated as a send frame, and the answer is its sent (201)
 // or error. The same cid answers with the original message.
 func (s *Server) postMessage(r *http.Request, u chat.UserID) (int, any, *protocol.Error) {
-	data, err := io.ReadAll(io.LimitReader(r.Body, protocol.MaxFrameBytes+1))
-	if err != nil || len(data) > protocol.MaxFrameBytes {
-		return 0, nil, protocol.Errorf(protocol.CodeTooLarge, "body over %d bytes", protocol.MaxFrameBytes)
+	data, perr := s.readBody(r)
+	if perr != nil {
+		return 0, nil, perr
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {

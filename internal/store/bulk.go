@@ -346,6 +346,19 @@ func (b *Bulk) writeConv(p *pipe, conv chat.ConvID, cc *convChunk) error {
 	if err := p.add(applyBulk.EvalSha(p.ctx, p.p, keys, args...)); err != nil {
 		return err
 	}
+	// The message index (id → conv|seq), as applyMessage writes it: one
+	// HSET per index hash (the value of an id never changes, so HSET is
+	// HSETNX's equal here).
+	byKey := make(map[string][]any)
+	for id, bm := range cc.msgs {
+		k := s.MessageIndexKey(id)
+		byKey[k] = append(byKey[k], id, MessageIndexValue(conv, bm.m.Seq))
+	}
+	for k, fields := range byKey {
+		if err := p.add(p.p.HSet(p.ctx, k, fields...)); err != nil {
+			return err
+		}
+	}
 	if len(cc.dels) > 0 {
 		ids := make([]any, len(cc.dels))
 		for i, d := range cc.dels {
