@@ -255,3 +255,14 @@ func TestDeletedMessageVanishesLiveAndIsATombstoneInHistoryAndSync(t *testing.T)
 	}
 	mustAPI(t, gw1, "bob", "DELETE", "/api/messages/"+mine.ID, nil, 204) // again: nothing changes
 }
+
+func TestRESTSendsSpendTheUsersMessageRate(t *testing.T) {
+	c := newCluster(t)
+	gw1 := c.startGateway("gw-1", func(cfg *gatewayConfig) { cfg.MessageRate, cfg.MessageBurst = 0.01, 1 })
+	c.dial(gw1, "alice") // holds alice's bucket on this gateway
+	mustAPI(t, gw1, "alice", "POST", "/api/messages", map[string]any{"cid": "r1", "to": "bob", "body": "x"}, 201)
+	status, out := apiCall(t, gw1, "alice", "POST", "/api/messages", map[string]any{"cid": "r2", "to": "bob", "body": "x"})
+	if status != 429 || errCode(out) != "rate_limited" {
+		t.Fatalf("a send past the rate answered %d %v, want 429 rate_limited", status, out)
+	}
+}

@@ -136,8 +136,9 @@ func (s *Server) markRead(r *http.Request, u chat.UserID) (int, any, *protocol.E
 }
 
 // postMessage sends a message through the send path of the send frame:
-// the body is validated as a send frame, and the answer is its sent (201)
-// or error. The same cid answers with the original message.
+// the body is validated as a send frame, the user's message rate is the
+// one its connections here spend, and the answer is the sent (201) or
+// error. The same cid answers with the original message.
 func (s *Server) postMessage(r *http.Request, u chat.UserID) (int, any, *protocol.Error) {
 	data, perr := s.readBody(r)
 	if perr != nil {
@@ -157,6 +158,12 @@ func (s *Server) postMessage(r *http.Request, u chat.UserID) (int, any, *protoco
 		return 0, nil, err.(*protocol.Error)
 	}
 	in.Received = time.Now()
+	// The user's message rate, shared with its connections on this gateway.
+	lim := s.sendLimits.acquire(u)
+	defer s.sendLimits.release(u)
+	if perr := (&conn{s: s, sendLimit: lim}).allowSend(in, in.Received); perr != nil {
+		return 0, nil, perr
+	}
 	res := s.sendBatch(r.Context(), u, "", []*protocol.Inbound{in})[0]
 	if res.err != nil {
 		return 0, nil, res.err
