@@ -3,9 +3,10 @@ package static
 
 import "embed"
 
-// Files is the browser client (index.html, app.js, style.css) at the root of the
-// file system, ready to be served at "/" with http.FileServerFS. It is read-only and
+// Files is the browser client (index.html, style.css and the ES modules app.js,
+// core/*.js and ui/*.js) at the root of the file system, ready to be served at "/"
+// with http.FileServerFS (which types .js as text/javascript). It is read-only and
 // safe for concurrent use.
 //
-//go:embed index.html app.js style.css
+//go:embed index.html app.js style.css core/*.js ui/*.js
 var Files embed.FS
