@@ -9,7 +9,7 @@ REDIS_PORT    ?= 6379
 TEST_TIMEOUT  ?= 30m
 export KAFKA_PORT KAFKA_NODES REDIS_PORT
 
-.PHONY: all build run stop infra validators test test-go test-browser test-unit check fuzz bench bench-restore clean
+.PHONY: all build run stop infra validators test test-go test-browser test-client test-unit check fuzz bench bench-restore clean
 
 all: build
 
@@ -39,7 +39,7 @@ validators:
 
 ## test: start Kafka and Redis, run every Go test with -race, then the browser tests.
 ## Packages run one at a time (-p 1): the failure and latency tests need the two cores.
-test: test-go test-browser
+test: test-go test-client test-browser
 
 test-go: infra validators
 	SWITCHBOARD_KAFKA=127.0.0.1:$(KAFKA_PORT) SWITCHBOARD_REDIS=127.0.0.1:$(REDIS_PORT) \
@@ -50,6 +50,10 @@ test-browser: build infra
 	GW1_PORT=18080 GW2_PORT=18081 ROUTER_PORT=19090 deploy/local/run.sh start
 	GW1_URL=http://127.0.0.1:18080 GW2_URL=http://127.0.0.1:18081 test/browser/run.sh; \
 		status=$$?; deploy/local/run.sh stop; exit $$status
+
+## test-client: the web client's protocol and state modules (static/core) under node --test
+test-client:
+	node --test test/browser/unit/*.test.mjs
 
 ## test-unit: only the tests that need no Kafka or Redis
 test-unit:
