@@ -6,6 +6,7 @@ import { hasOlder, lastMessage, ownStatus, unreadCount } from './core/conv.js';
 import { createSession, KEY_TOKEN, KEY_USER } from './core/session.js';
 import { createApi, authMessage } from './core/api.js';
 import { $, el, formatTime, showFieldError, storage } from './ui/dom.js';
+import { createGroups } from './ui/groups.js';
 
 const narrow = window.matchMedia('(max-width: 720px)');
 
@@ -31,7 +32,10 @@ const session = createSession({
     const list = $('#messages');
     ui.anchor = { conv: c.id, height: list.scrollHeight, top: list.scrollTop };
   },
+  connected: refreshConversations,
+  newConversation: (c) => groups.newConversation(c),
   loggedOut(message, me) {
+    groups.reset();
     $('#name').value = me || '';
     $('#password').value = '';
     Object.assign(ui, { view: 'login', loginError: message, drafts: new Map() });
@@ -44,6 +48,15 @@ const session = createSession({
 });
 const state = session.state;
 const api = createApi({ token: () => state.token, user: () => state.me });
+const groups = createGroups({ session, api, selectConv, invalidate });
+
+// refreshConversations takes the server's list (unread counts, last messages, group names);
+// frames keep it current afterwards. An older gateway without the REST API: frames only.
+async function refreshConversations() {
+  try {
+    session.applySummaries((await api.conversations()).conversations);
+  } catch { /* not available: the list is built from frames */ }
+}
 
 function isViewing(id) {
   return ui.view === 'app' && state.selected === id && document.visibilityState === 'visible' &&
@@ -52,13 +65,15 @@ function isViewing(id) {
 
 function selectConv(id) {
   const body = $('#body');
-  if (state.selected !== id) { // each conversation keeps its own draft
+  const changed = state.selected !== id;
+  if (changed) { // each conversation keeps its own draft
     ui.drafts.set(state.selected, body.value);
     body.value = ui.drafts.get(id) || '';
   }
   Object.assign(ui, { mobileView: 'conv', stick: true });
   session.select(id);
-  invalidate('view', 'convs', 'conv', 'messages', 'typing', 'composer');
+  if (changed) groups.selected();
+  invalidate('view', 'convs', 'conv', 'members', 'messages', 'typing', 'composer');
   if (!narrow.matches) body.focus();
 }
 
@@ -83,7 +98,7 @@ function login(name) {
 // ---- rendering ----
 const RENDER = {
   view: renderView, status: renderStatus, banners: renderBanners, convs: renderConvs, conv: renderConvHeader,
-  messages: renderMessages, typing: renderTyping, composer: renderComposer, older: renderOlder,
+  members: () => groups.render(), messages: renderMessages, typing: renderTyping, composer: renderComposer, older: renderOlder,
 };
 let msgNodes = new Map(); // message key -> {node, sig}, for the selected conversation
 
@@ -183,7 +198,8 @@ function renderConvHeader() {
 // Items are stored messages or outbox entries (no id yet). My messages are keyed by cid,
 // so a pending bubble becomes the sent one in place.
 const messageKey = (m) => (m.cid && (!m.id || m.from === state.me) ? 'c:' + m.cid : 'i:' + m.id);
-const messageSig = (c, m) => [m.id, m.deleted, m.status, m.error?.code, m.error?.message, ownStatus(c, m, state.me)].join('|');
+const messageSig = (c, m) =>
+  [m.id, m.deleted, m.status, m.error?.code, m.error?.message, ownStatus(c, m, state.me), groups.canDelete(c, m)].join('|');
 
 function fillMessage(node, c, m) {
   const pending = !m.id;
@@ -199,6 +215,8 @@ function fillMessage(node, c, m) {
     status === 'error' && el('button', { type: 'button', class: 'link', 'data-action': 'retry', 'data-testid': 'retry', text: 'Retry' }),
     status === 'error' && el('button', { type: 'button', class: 'link', 'data-action': 'discard', text: 'Discard' }),
     receipt && el('span', { class: 'msg-state ' + receipt, 'data-testid': 'receipt', text: receipt }),
+    groups.canDelete(c, m) && el('button', { type: 'button', class: 'link', 'data-action': 'delete', 'data-testid': 'delete',
+      'aria-label': 'Delete this message', text: 'Delete' }),
   ].filter(Boolean);
   node.replaceChildren(
     el('div', { class: 'msg-meta' },
@@ -354,10 +372,28 @@ function onDmSubmit(ev) {
 
 function onMessagesClick(ev) {
   const button = ev.target.closest('button[data-action]');
+  if (button?.dataset.action === 'delete') { deleteMessage(button); return; }
   const cid = button?.closest('li')?.dataset.cid;
   if (!cid || !state.outbox.has(cid)) return;
   if (button.dataset.action === 'discard') session.settle(cid);
   else session.retry(cid);
+}
+
+// deleteMessage replaces a message with a tombstone (DELETE /api/messages/{id}); every
+// member's window shows "message deleted" when its tombstone frame arrives.
+async function deleteMessage(button) {
+  const c = state.convs.get(state.selected);
+  const m = c?.byId.get(button.closest('li')?.dataset.id);
+  if (!m) return;
+  button.disabled = true;
+  try {
+    await api.deleteMessage(m.id);
+    session.deleted(m);
+    $('#body').focus();
+  } catch (err) {
+    button.disabled = false;
+    session.addBanner('delete', `The message was not deleted: ${err.message}.`, 'error');
+  }
 }
 
 function onBodyKeydown(ev) {
@@ -376,6 +412,7 @@ function wire() {
   $('#login').addEventListener('submit', onLoginSubmit);
   $('#switch-user').addEventListener('click', () => session.logout(''));
   $('#dm-form').addEventListener('submit', onDmSubmit);
+  groups.wire();
   $('#messages').addEventListener('click', onMessagesClick);
   $('#older').addEventListener('click', () => {
     const c = state.convs.get(state.selected);

@@ -20,8 +20,8 @@ export function newConv(id, now) {
     keep: KEEP_IN_MEMORY,
     older: 'more', // earlier history: 'more' to load, 'loading', or 'done'
     newestPending: false, // the history request in flight asks for the newest page
-    unreadHint: 0, // the server's unread count (GET /api/conversations) until messages arrive
-    lastHint: null, // the server's last message, likewise
+    unreadHint: 0, // the server's unread count (GET /api/conversations), up to lastHint
+    lastHint: null, // the newest message the server's list named
   };
 }
 
@@ -63,19 +63,39 @@ export function advance(c) {
 // hasGap reports whether a message above the contiguous seq is held (something is missing).
 export const hasGap = (c) => maxSeq(c) > c.last;
 
-// unreadCount counts others' messages above my read mark; before any message is held, the
-// server's count from the conversation list.
+// unreadCount counts others' live messages above my read mark. With the server's count
+// from the conversation list (unreadHint, up to lastHint's seq), that count stands until
+// the read mark reaches lastHint, and only messages above lastHint are counted here.
 export function unreadCount(c, me) {
-  if (!c.messages.length) return c.unreadHint > 0 && c.unreadHint > c.read ? c.unreadHint : 0;
-  let n = 0;
-  for (let i = c.messages.length - 1; i >= 0 && c.messages[i].seq > c.read; i--) {
+  const hintSeq = c.lastHint?.seq || 0;
+  let n = c.unreadHint > 0 && c.read < hintSeq ? c.unreadHint : 0;
+  const floor = Math.max(c.read, hintSeq);
+  for (let i = c.messages.length - 1; i >= 0 && c.messages[i].seq > floor; i--) {
     if (c.messages[i].from !== me && !c.messages[i].deleted) n++;
   }
   return n;
 }
 
-// lastMessage is the newest message held, else the one the conversation list named.
-export const lastMessage = (c) => c.messages[c.messages.length - 1] || c.lastHint || null;
+// applySummary takes an entry of GET /api/conversations: the name, the newest message and
+// the unread count. Nothing unread there means read up to that message here too.
+export function applySummary(c, item) {
+  if (typeof item.name === 'string' && c.kind === 'group') c.name = item.name;
+  const last = item.last_message;
+  if (!last || typeof last.seq !== 'number') return;
+  c.lastHint = { id: last.id, conv: c.id, seq: last.seq, from: last.from, body: last.deleted ? '' : String(last.body ?? ''),
+    ts: last.ts, deleted: !!last.deleted };
+  c.unreadHint = Math.max(0, Number(item.unread) || 0);
+  if (c.unreadHint === 0) {
+    c.read = Math.max(c.read, last.seq);
+    c.sentRead = Math.max(c.sentRead, last.seq);
+  }
+}
+
+// lastMessage is the newest message known: held, or named by the conversation list.
+export function lastMessage(c) {
+  const held = c.messages[c.messages.length - 1];
+  return held && (!c.lastHint || held.seq >= c.lastHint.seq) ? held : c.lastHint || held || null;
+}
 
 // applyReceipt records a receipt frame's mark; marks only rise. It reports whether
 // anything changed.

@@ -12,7 +12,9 @@
 //   fetch(path, init)        same-origin HTTP
 //   storage                  {get(key), set(key, value), remove(key)}; may throw
 //   beforeOlderPage(c)       an older history page of c is about to go in above
-//   loggedOut(message)       the session ended (logout, or credentials refused)
+//   loggedOut(message, me)   the session ended (logout, or credentials refused)
+//   connected()              a hello arrived (optional): time to refresh what REST knows
+//   newConversation(c)       c was not known before (optional): a group's name is unknown
 //   now(), random(), setTimeout, clearTimeout, setInterval, clearInterval
 
 import { kindOf, peerOf, newCid } from './ids.js';
@@ -105,6 +107,7 @@ export function createSession(env) {
     if (!state.convs.has(id)) {
       state.convs.set(id, conv.newConv(id, env.now()));
       invalidate('convs');
+      env.newConversation?.(state.convs.get(id));
       // A direct conversation new to this client: its newest page, then (see onHistory) the
       // peer's marks and whether the peer is online.
       if (kindOf(id) === 'direct' && state.conn.ready) loadHistory(state.convs.get(id), true);
@@ -149,6 +152,27 @@ export function createSession(env) {
     state.selected = id;
     markRead();
     scheduleSave();
+  }
+
+  // applySummaries takes GET /api/conversations: every conversation, with its name, newest
+  // message and unread count.
+  function applySummaries(list) {
+    for (const item of list || []) {
+      if (typeof item?.id !== 'string') continue;
+      const c = ensureConv(item.id);
+      conv.applySummary(c, item);
+    }
+    markRead();
+    invalidate('convs', 'conv', 'composer');
+    scheduleSave();
+  }
+
+  // deleted applies a delete this client made (the tombstone frame may come later, or not
+  // to this session first).
+  function deleted(m) {
+    const c = state.convs.get(m.conv);
+    if (!c || !conv.insertMessage(c, { ...m, deleted: true, body: '' })) return;
+    afterChange(c);
   }
 
   // ---- receipts ----
@@ -305,6 +329,7 @@ export function createSession(env) {
       resendOutbox();
       for (const c of state.convs.values()) queueReceipt(c);
       markRead();
+      env.connected?.();
     },
     message(f) {
       if (typeof f.id !== 'string' || typeof f.conv !== 'string' || typeof f.seq !== 'number') return;
@@ -563,6 +588,6 @@ export function createSession(env) {
     state, handlers, convLabel, peer,
     ensureConv, select, loadHistory, markRead, submit, retry, settle, typingInput, typingStop,
     requestSync, checkGaps, onFrame, connect, online, login, logout, saveNow, scheduleSave,
-    addBanner, clearBanner, afterChange,
+    addBanner, clearBanner, afterChange, applySummaries, deleted,
   };
 }

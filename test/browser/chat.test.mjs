@@ -34,6 +34,7 @@ const BOB = `bob-${RUN}`;
 const PROBE = `probe-${RUN}`; // a third user, for a raw protocol connection
 const CAROL = `carol-${RUN}`; // sends dave a long history over a raw connection
 const DAVE = `dave-${RUN}`; // logs in afterwards and pages back through it
+const ERIN = `erin-${RUN}`; // the third member of alice's group; never logs in
 const DM = ALICE < BOB ? `dm:${ALICE}:${BOB}` : `dm:${BOB}:${ALICE}`;
 
 const CHROMIUM_ARGS = [
@@ -291,6 +292,16 @@ describe('web client against two gateways', { timeout: 5 * TEST_MS }, () => {
     }
   });
 
+  test('the client\'s modules are served as JavaScript under a CSP that allows them', { timeout: TEST_MS }, async () => {
+    for (const file of ['app.js', 'core/session.js', 'ui/groups.js']) {
+      const res = await fetch(`${GW1}/${file}`, { signal: AbortSignal.timeout(WAIT_MS) });
+      assert.equal(res.status, 200, file);
+      assert.match(res.headers.get('content-type') || '', /^text\/javascript\b/, `${file} Content-Type`);
+    }
+    const csp = (await fetch(`${GW1}/`, { signal: AbortSignal.timeout(WAIT_MS) })).headers.get('content-security-policy') || '';
+    assert.match(csp, /script-src 'self'/);
+  });
+
   test('alice posts in public and bob sees it', { timeout: TEST_MS }, async () => {
     await alice.openConv('public');
     await bob.openConv('public');
@@ -360,6 +371,65 @@ describe('web client against two gateways', { timeout: 5 * TEST_MS }, () => {
       await c.waitFor('the peer shown online', () =>
         document.querySelector('#conv-presence .presence')?.dataset.online === 'true');
     }
+  });
+
+  test('alice creates a group with bob and a third user; a message she deletes vanishes in bob\'s window', { timeout: TEST_MS }, async () => {
+    const name = `team ${RUN}`;
+    await alice.page.click('#group-new summary');
+    await alice.waitFor('the group form', () => document.querySelector('#group-new').open);
+    await alice.page.type('#group-name', name);
+    await alice.page.type('#group-members', `${BOB}, ${ERIN}`);
+    await alice.page.click('#group-create');
+    const gid = await alice.waitFor('the new group on screen', (n) => {
+      const id = document.querySelector('#messages').dataset.conv;
+      return id?.startsWith('g:') && document.querySelector('#conv-title').textContent === n ? id : null;
+    }, name);
+
+    // The members panel: alice owns it, bob and erin are members; alice may remove them.
+    await alice.page.click('#members-toggle');
+    const members = await alice.waitFor('three members listed', () => {
+      const lis = [...document.querySelectorAll('#members [data-testid="member"]')];
+      return lis.length === 3 ? Object.fromEntries(lis.map((li) => [li.dataset.user, li.querySelector('.member-role').textContent])) : null;
+    });
+    assert.deepEqual(members, { [ALICE]: 'owner', [BOB]: 'member', [ERIN]: 'member' });
+    assert.equal(await alice.page.$eval('#members-toggle', (el) => el.getAttribute('aria-expanded')), 'true');
+
+    const hello = `hello team ${randomBytes(3).toString('hex')}`;
+    const helloSent = await alice.waitSent(await alice.send(hello));
+
+    // bob, on the DM, gets the group in his list: its name, one unread, the last message.
+    const row = await bob.waitFor('the group in bob\'s list with an unread count', (id) => {
+      const b = document.querySelector(`#convs [data-conv="${CSS.escape(id)}"]`);
+      const badge = b?.querySelector('[data-testid="unread"]');
+      return badge ? { name: b.querySelector('.conv-name').textContent, unread: badge.textContent,
+        preview: b.querySelector('.conv-preview').textContent } : null;
+    }, gid);
+    assert.deepEqual(row, { name, unread: '1', preview: `${ALICE}: ${hello}` });
+    await bob.openConv(gid);
+    assert.equal((await bob.waitMessage(hello)).id, helloSent.id);
+    await bob.waitFor('no unread badge once bob reads the group', (id) =>
+      !document.querySelector(`#convs [data-conv="${CSS.escape(id)}"] [data-testid="unread"]`), gid);
+
+    const reply = `hi all from ${BOB} ${randomBytes(3).toString('hex')}`;
+    await bob.waitSent(await bob.send(reply));
+    assert.equal((await alice.waitMessage(reply)).from, BOB);
+
+    // alice deletes her message: it shows "message deleted" in both windows, its text gone.
+    await alice.page.$eval(`#messages > li[data-id="${helloSent.id}"] [data-testid="delete"]`, (el) => el.click());
+    for (const c of [alice, bob]) {
+      await c.waitFor('"message deleted" in place of the message', (id) => {
+        const li = document.querySelector(`#messages > li[data-id="${CSS.escape(id)}"]`);
+        return li?.classList.contains('deleted') && li.querySelector('.msg-body').textContent === 'message deleted';
+      }, helloSent.id);
+      assert.equal(await c.page.$$eval('#messages .msg-body', (els, t) => els.filter((e) => e.textContent === t).length, hello), 0,
+        `${c.name}: the deleted text is gone`);
+    }
+    assert.equal(await bob.page.$$eval('#messages [data-testid="delete"]', (els) => els.length), 1, 'bob may delete only his own');
+
+    // alice removes erin.
+    await alice.page.$eval(`#members [data-user="${ERIN}"] [data-testid="remove-member"]`, (el) => el.click());
+    await alice.waitFor('two members left', () => document.querySelectorAll('#members [data-testid="member"]').length === 2);
+    await alice.page.click('#members-toggle');
   });
 
   test('a body over 4096 bytes cannot be sent', { timeout: TEST_MS }, async () => {
@@ -444,6 +514,10 @@ describe('web client against two gateways', { timeout: 5 * TEST_MS }, () => {
     try {
       await dave.login();
       const conv = CAROL < DAVE ? `dm:${CAROL}:${DAVE}` : `dm:${DAVE}:${CAROL}`;
+      // The conversation list (GET /api/conversations) counts all 130 unread, not only the
+      // 50 the sync brought.
+      await dave.waitFor('130 unread shown as 99+', (id) =>
+        document.querySelector(`#convs [data-conv="${CSS.escape(id)}"] [data-testid="unread"]`)?.textContent === '99+', conv);
       await dave.openConv(conv);
       const seqs = () => dave.page.$$eval('#messages > li', (lis) => lis.map((li) => Number(li.dataset.seq)));
       // A sync gives a new device the newest 50; each click one page more.

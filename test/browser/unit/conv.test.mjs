@@ -132,15 +132,33 @@ describe('unread counts', () => {
     assert.equal(conv.unreadCount(c, 'alice'), 1);
   });
 
-  test('before any message is held, the server\'s count', () => {
+  test('the server\'s count stands for what it covered; messages above it add to it', () => {
     const c = conv.newConv('g:team', 0);
-    c.unreadHint = 4;
+    conv.applySummary(c, { id: c.id, name: 'Team', unread: 4, last_message: m(9) });
+    assert.equal(c.name, 'Team');
     assert.equal(conv.unreadCount(c, 'alice'), 4);
-    c.lastHint = m(9);
     assert.equal(conv.lastMessage(c).seq, 9);
+    for (const s of [8, 9]) conv.insertMessage(c, m(s)); // a sync's copies of what the count covered
+    assert.equal(conv.unreadCount(c, 'alice'), 4);
     conv.insertMessage(c, m(10));
-    assert.equal(conv.unreadCount(c, 'alice'), 1, 'messages held win');
+    assert.equal(conv.unreadCount(c, 'alice'), 5);
     assert.equal(conv.lastMessage(c).seq, 10);
+    c.read = 10;
+    assert.equal(conv.unreadCount(c, 'alice'), 0, 'read up to the newest');
+  });
+
+  test('nothing unread on the server means read up to its newest message here', () => {
+    const c = conv.newConv('dm:alice:bob', 0);
+    for (const s of [1, 2, 3]) conv.insertMessage(c, m(s));
+    conv.applySummary(c, { id: c.id, name: 'bob', unread: 0, last_message: m(3) });
+    assert.deepEqual([c.read, c.sentRead, conv.unreadCount(c, 'alice')], [3, 3, 0]);
+    assert.equal(c.name, '', 'a direct conversation is named after the peer, not the list');
+  });
+
+  test('a deleted last message is listed without its body', () => {
+    const c = conv.newConv('g:team', 0);
+    conv.applySummary(c, { id: c.id, name: 'Team', unread: 1, last_message: { ...m(2), body: 'x', deleted: true } });
+    assert.deepEqual([c.lastHint.deleted, c.lastHint.body], [true, '']);
   });
 });
 

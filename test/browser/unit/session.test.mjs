@@ -121,6 +121,30 @@ describe('sync and gap filling', () => {
   });
 });
 
+describe('the conversation list and deletes', () => {
+  test('the REST list names groups, counts unread and marks read what the server has read', () => {
+    const { s } = online({ viewing: () => false });
+    s.applySummaries([
+      { id: 'public', kind: 'public', name: 'public', last_message: null, unread: 0 },
+      { id: 'g:t', kind: 'group', name: 'Team', last_message: { id: 'x', seq: 7, from: 'bob', body: 'hi', ts: 1 }, unread: 3 },
+      { id: DM, kind: 'direct', name: 'bob', last_message: { id: 'y', seq: 4, from: 'bob', body: 'yo', ts: 2 }, unread: 0 },
+    ]);
+    assert.equal(s.convLabel('g:t'), 'Team');
+    assert.equal(s.state.convs.get('g:t').unreadHint, 3);
+    assert.equal(s.state.convs.get(DM).read, 4);
+  });
+
+  test('a delete of mine shows at once as a tombstone, and its frame changes nothing more', () => {
+    const { s, ws } = online();
+    ws.receive(msg('g:t', 1, 'alice'));
+    const [m] = s.state.convs.get('g:t').messages;
+    s.deleted(m);
+    assert.deepEqual([m.deleted, m.body], [true, '']);
+    ws.receive({ ...msg('g:t', 1, 'alice'), body: '', deleted: true });
+    assert.equal(s.state.convs.get('g:t').messages.length, 1);
+  });
+});
+
 describe('outbox', () => {
   test('a send goes out with a cid; sent settles it into the conversation', () => {
     const { s, ws } = online();
