@@ -66,9 +66,12 @@ check:
 	$(GO) vet -tags integration ./...
 	$(GO) run $(STATICCHECK) -tags integration ./...
 
-## fuzz: fuzz the frame decoder for a while
+## fuzz: fuzz the frame decoder, then each REST JSON body, for a while (FUZZTIME each)
+FUZZTIME ?= 45s
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=60s ./internal/protocol/
+	for f in FuzzCredentialsBody FuzzCreateConversationBody FuzzPatchConversationBody FuzzMarkReadBody FuzzPostMessageBody; do \
+		$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) ./internal/gateway/ || exit 1; done
 
 ## bench: micro-benchmarks, then a 20 s load run against a running `make run` cluster
 bench: build

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strconv"
 	"testing"
 	"time"
 
@@ -265,4 +266,75 @@ func TestRESTSendsSpendTheUsersMessageRate(t *testing.T) {
 	if status != 429 || errCode(out) != "rate_limited" {
 		t.Fatalf("a send past the rate answered %d %v, want 429 rate_limited", status, out)
 	}
+}
+
+func TestRESTOnlySendsTripTheMessageRateAndRecover(t *testing.T) {
+	c := newCluster(t)
+	gw1 := c.startGateway("gw-1", func(cfg *gatewayConfig) { cfg.MessageRate, cfg.MessageBurst = 2, 2 })
+	send := func(cid string) answer {
+		return call(t, gw1, "POST", "/api/messages?user=alice", `{"cid":"`+cid+`","to":"bob","body":"x"}`, "")
+	}
+	// alice has no connection: each request must still spend one bucket.
+	for _, cid := range []string{"r1", "r2"} {
+		if a := send(cid); a.status != 201 {
+			t.Fatalf("send %s within the burst: %d %s", cid, a.status, a.raw)
+		}
+	}
+	a := send("r3")
+	if retry, _ := strconv.Atoi(a.header.Get("Retry-After")); a.status != 429 || a.code() != "rate_limited" || retry != 1 {
+		t.Fatalf("a send past the burst: %d %s Retry-After %q; want 429 rate_limited with Retry-After 1",
+			a.status, a.raw, a.header.Get("Retry-After"))
+	}
+	eventually(t, 5*time.Second, "a send accepted again once the bucket refills", func() bool {
+		a := send("r3")
+		if a.status != 201 && a.status != 429 {
+			t.Fatalf("retry answered %d %s", a.status, a.raw)
+		}
+		return a.status == 201
+	})
+}
+
+// unreadOf is conv's unread count in user's conversation list (-1: not
+// listed).
+func unreadOf(t *testing.T, g *gw, user, conv string) int {
+	t.Helper()
+	_, out := apiCall(t, g, user, "GET", "/api/conversations", nil)
+	list, _ := out["conversations"].([]any)
+	for _, it := range list {
+		if it := it.(map[string]any); it["id"] == conv {
+			n, _ := it["unread"].(float64)
+			return int(n)
+		}
+	}
+	return -1
+}
+
+func TestUnreadCountsOnlyOthersMessages(t *testing.T) {
+	c := newCluster(t)
+	gw1 := c.startGateway("gw-1")
+	c.startRouter()
+	conv := createGroup(t, gw1, "alice", "bob")
+	post := func(user, cid, body string) float64 {
+		out := mustAPI(t, gw1, user, "POST", "/api/messages", map[string]any{"cid": cid, "conv": conv, "body": body}, 201)
+		seq, _ := out["seq"].(float64)
+		return seq
+	}
+	// Bodies that quote the other's "from" field must not pass for it.
+	post("alice", "a1", "hi")
+	post("bob", "b1", `"from":"alice"`)
+	post("alice", "a2", `"from":"bob"`)
+	post("bob", "b2", "x")
+	last := post("bob", "b3", "y")
+	eventually(t, 20*time.Second, "bob's list counts alice's 2 messages, alice's bob's 3", func() bool {
+		return unreadOf(t, gw1, "bob", conv) == 2 && unreadOf(t, gw1, "alice", conv) == 3
+	})
+	if last <= 0 {
+		t.Fatalf("no seq in the sent answer")
+	}
+	mustAPI(t, gw1, "bob", "PUT", "/api/conversations/"+conv+"/read", map[string]any{"seq": last}, 204)
+	post("bob", "b4", "z") // bob's own, above his mark: still nothing unread
+	post("alice", "a3", "w")
+	eventually(t, 20*time.Second, "bob's list counts only alice's message above his mark", func() bool {
+		return unreadOf(t, gw1, "bob", conv) == 1 && unreadOf(t, gw1, "alice", conv) == 4
+	})
 }

@@ -216,3 +216,34 @@ func TestGroupMembershipAndRolesComeBackFromARebuild(t *testing.T) {
 		}
 	}
 }
+
+func TestASyncNamingAGroupOfOthersGetsNoDataOfIt(t *testing.T) {
+	c := newCluster(t)
+	gw1 := c.startGateway("gw-1")
+	c.startRouter()
+	conv := createGroup(t, gw1, "alice", "bob")
+	for i, body := range []string{"secret 1", "secret 2"} {
+		mustAPI(t, gw1, "alice", "POST", "/api/messages", map[string]any{"cid": fmt.Sprint("s", i), "conv": conv, "body": body}, 201)
+	}
+	mustAPI(t, gw1, "bob", "PUT", "/api/conversations/"+conv+"/read", map[string]any{"seq": 2}, 204)
+	bob := c.dial(gw1, "bob")
+	if f := syncAll(t, bob); f.Convs[conv] != 2 {
+		t.Fatalf("a member's sync: %s, want %s up to seq 2", f.Raw, conv) // the group is there to leak
+	}
+	eve := c.dial(gw1, "eve")
+	for _, only := range []bool{false, true} {
+		if err := eve.SendJSON(context.Background(), map[string]any{"type": "sync", "since": map[string]int64{conv: 0}, "only": only}); err != nil {
+			t.Fatal(err)
+		}
+		var leaked []string
+		f := expect(t, eve, "synced", func(f wsclient.Frame) bool {
+			if f.Conv == conv {
+				leaked = append(leaked, string(f.Raw))
+			}
+			return f.Type == "synced" || f.Type == "error"
+		})
+		if _, ok := f.Convs[conv]; f.Type != "synced" || ok || len(leaked) > 0 {
+			t.Fatalf("a sync (only %v) naming a group of others: %s, and frames of the group %q; want synced without it, no frames", only, f.Raw, leaked)
+		}
+	}
+}

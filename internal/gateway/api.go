@@ -79,19 +79,6 @@ func statusOf(code protocol.Code) int {
 	return http.StatusInternalServerError
 }
 
-// decodeBody reads r's JSON body into v, as readJSON does: at most
-// MaxBodyBytes, one value, no unknown fields, valid text.
-func (s *Server) decodeBody(r *http.Request, v any) *protocol.Error {
-	data, perr := s.readBody(r)
-	if perr != nil {
-		return perr
-	}
-	if err := decodeStrict(data, v); err != nil {
-		return protocol.Errorf(protocol.CodeBadRequest, "%s", err.Error())
-	}
-	return nil
-}
-
 // readBody reads r's body, at most MaxBodyBytes.
 func (s *Server) readBody(r *http.Request) ([]byte, *protocol.Error) {
 	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes))

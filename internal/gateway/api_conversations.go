@@ -134,16 +134,37 @@ type createRequest struct {
 	Members []chat.UserID `json:"members"`
 }
 
-func (s *Server) createConversation(r *http.Request, u chat.UserID) (int, any, *protocol.Error) {
+// decodeCreate decodes and checks a POST /api/conversations body: the
+// kind, and for a direct conversation the peer. A group's name and members
+// are checked by chat.NewGroup.
+func decodeCreate(data []byte) (createRequest, *protocol.Error) {
 	var req createRequest
-	if perr := s.decodeBody(r, &req); perr != nil {
-		return 0, nil, perr
+	if err := decodeStrict(data, &req); err != nil {
+		return req, protocol.Errorf(protocol.CodeBadRequest, "%s", err.Error())
 	}
 	switch req.Kind {
 	case chat.KindDirect:
 		if _, err := chat.ParseUserID(string(req.With)); err != nil {
-			return 0, nil, protocol.Errorf(protocol.CodeBadRequest, "with: %s", chat.Clip(err.Error(), 160))
+			return req, protocol.Errorf(protocol.CodeBadRequest, "with: %s", chat.Clip(err.Error(), 160))
 		}
+	case chat.KindGroup:
+	default:
+		return req, protocol.Errorf(protocol.CodeBadRequest, `kind must be "direct" or "group"`)
+	}
+	return req, nil
+}
+
+func (s *Server) createConversation(r *http.Request, u chat.UserID) (int, any, *protocol.Error) {
+	data, perr := s.readBody(r)
+	if perr != nil {
+		return 0, nil, perr
+	}
+	req, perr := decodeCreate(data)
+	if perr != nil {
+		return 0, nil, perr
+	}
+	switch req.Kind {
+	case chat.KindDirect:
 		// A direct conversation exists implicitly; its first message logs it.
 		a, b, _ := chat.DirectConv(u, req.With).Members()
 		c := &chat.Conversation{ID: chat.DirectConv(u, req.With), Kind: chat.KindDirect, Members: uniqueUsers(a, b)}
@@ -159,7 +180,7 @@ func (s *Server) createConversation(r *http.Request, u chat.UserID) (int, any, *
 		}
 		return http.StatusCreated, map[string]any{"conversation": viewOf(c, u)}, nil
 	}
-	return 0, nil, protocol.Errorf(protocol.CodeBadRequest, `kind must be "direct" or "group"`)
+	return 0, nil, protocol.Errorf(protocol.CodeBadRequest, `kind must be "direct" or "group"`) // not reached: decodeCreate checked it
 }
 
 // patchRequest is the body of PATCH /api/conversations/{id}.
@@ -170,6 +191,29 @@ type patchRequest struct {
 	Roles  map[chat.UserID]chat.Role `json:"roles"`
 }
 
+// change is the group change req asks for; chat.Conversation.Change
+// checks it.
+func (req patchRequest) change() chat.GroupChange {
+	return chat.GroupChange{Name: req.Name, Add: req.Add, Remove: req.Remove, Roles: req.Roles}
+}
+
+// decodePatch decodes a PATCH /api/conversations/{id} body.
+func decodePatch(data []byte) (patchRequest, *protocol.Error) {
+	var req patchRequest
+	if err := decodeStrict(data, &req); err != nil {
+		return req, protocol.Errorf(protocol.CodeBadRequest, "%s", err.Error())
+	}
+	return req, nil
+}
+
+func (s *Server) decodePatchBody(r *http.Request) (patchRequest, *protocol.Error) {
+	data, perr := s.readBody(r)
+	if perr != nil {
+		return patchRequest{}, perr
+	}
+	return decodePatch(data)
+}
+
 // patchConversation changes a group: rename, add, remove, roles. Changes
 // of one group are serialized by a lock in Redis across gateways.
 func (s *Server) patchConversation(r *http.Request, u chat.UserID) (int, any, *protocol.Error) {
@@ -177,8 +221,8 @@ func (s *Server) patchConversation(r *http.Request, u chat.UserID) (int, any, *p
 	if perr != nil {
 		return 0, nil, perr
 	}
-	var req patchRequest
-	if perr := s.decodeBody(r, &req); perr != nil {
+	req, perr := s.decodePatchBody(r)
+	if perr != nil {
 		return 0, nil, perr
 	}
 	if conv.Kind() != chat.KindGroup {
@@ -199,7 +243,7 @@ func (s *Server) patchConversation(r *http.Request, u chat.UserID) (int, any, *p
 		return 0, nil, perr
 	}
 	after := *before
-	err = after.Change(u, chat.GroupChange{Name: req.Name, Add: req.Add, Remove: req.Remove, Roles: req.Roles}, time.Now().UnixMilli())
+	err = after.Change(u, req.change(), time.Now().UnixMilli())
 	if err != nil {
 		return 0, nil, groupRefusal(err)
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"net/http"
 	"strings"
@@ -111,57 +112,88 @@ func (s *Server) listMessages(r *http.Request, u chat.UserID) (int, any, *protoc
 	return http.StatusOK, protocol.History{Conv: conv, Before: before, Messages: p.Messages, NextBefore: p.Next, Truncated: p.Truncated}, nil
 }
 
+// decodeRead decodes and checks a PUT /api/conversations/{id}/read body:
+// {"seq": n}, n >= 1.
+func decodeRead(data []byte) (int64, *protocol.Error) {
+	var req struct {
+		Seq *int64 `json:"seq"`
+	}
+	if err := decodeStrict(data, &req); err != nil {
+		return 0, protocol.Errorf(protocol.CodeBadRequest, "%s", err.Error())
+	}
+	if req.Seq == nil || *req.Seq < 1 {
+		return 0, protocol.Errorf(protocol.CodeBadRequest, "seq must be a positive integer")
+	}
+	return *req.Seq, nil
+}
+
 // markRead stores a read mark, exactly as a read receipt does.
 func (s *Server) markRead(r *http.Request, u chat.UserID) (int, any, *protocol.Error) {
 	conv, perr := pathConv(r)
 	if perr != nil {
 		return 0, nil, perr
 	}
-	var req struct {
-		Seq *int64 `json:"seq"`
-	}
-	if perr := s.decodeBody(r, &req); perr != nil {
+	data, perr := s.readBody(r)
+	if perr != nil {
 		return 0, nil, perr
 	}
-	if req.Seq == nil || *req.Seq < 1 {
-		return 0, nil, protocol.Errorf(protocol.CodeBadRequest, "seq must be a positive integer")
+	seq, perr := decodeRead(data)
+	if perr != nil {
+		return 0, nil, perr
 	}
 	if perr := s.access(r.Context(), u, conv); perr != nil {
 		return 0, nil, perr
 	}
-	if perr := s.storeReceipt(r.Context(), u, "", conv, *req.Seq, "read"); perr != nil {
+	if perr := s.storeReceipt(r.Context(), u, "", conv, seq, "read"); perr != nil {
 		return 0, nil, perr
 	}
 	return http.StatusNoContent, nil, nil
 }
 
+// decodePost decodes and checks a POST /api/messages body as the send
+// frame it stands for: the frame's fields without "type".
+func decodePost(data []byte) (*protocol.Inbound, *protocol.Error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
+		return nil, protocol.Errorf(protocol.CodeBadRequest, "the body must be a JSON object")
+	}
+	if _, ok := fields["type"]; ok {
+		return nil, protocol.Errorf(protocol.CodeBadRequest, "unknown field type")
+	}
+	fields["type"] = json.RawMessage(`"send"`)
+	frame, err := json.Marshal(fields)
+	if err != nil {
+		return nil, protocol.Errorf(protocol.CodeBadRequest, "the body must be a JSON object")
+	}
+	in, err := protocol.Decode(frame)
+	if err != nil {
+		var perr *protocol.Error
+		if errors.As(err, &perr) {
+			return nil, perr
+		}
+		return nil, protocol.Errorf(protocol.CodeBadRequest, "%s", clipError(err))
+	}
+	return in, nil
+}
+
 // postMessage sends a message through the send path of the send frame:
 // the body is validated as a send frame, the user's message rate is the
-// one its connections here spend, and the answer is the sent (201) or
+// bucket its connections here spend (kept without a connection too), and
+// the answer is the sent (201) or
 // error. The same cid answers with the original message.
 func (s *Server) postMessage(r *http.Request, u chat.UserID) (int, any, *protocol.Error) {
 	data, perr := s.readBody(r)
 	if perr != nil {
 		return 0, nil, perr
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
-		return 0, nil, protocol.Errorf(protocol.CodeBadRequest, "the body must be a JSON object")
-	}
-	if _, ok := fields["type"]; ok {
-		return 0, nil, protocol.Errorf(protocol.CodeBadRequest, "unknown field type")
-	}
-	fields["type"] = json.RawMessage(`"send"`)
-	frame, _ := json.Marshal(fields)
-	in, err := protocol.Decode(frame)
-	if err != nil {
-		return 0, nil, err.(*protocol.Error)
+	in, perr := decodePost(data)
+	if perr != nil {
+		return 0, nil, perr
 	}
 	in.Received = time.Now()
-	// The user's message rate, shared with its connections on this gateway.
-	lim := s.sendLimits.acquire(u)
-	defer s.sendLimits.release(u)
-	if perr := (&conn{s: s, sendLimit: lim}).allowSend(in, in.Received); perr != nil {
+	// The user's message rate on this gateway, shared with its connections
+	// here and kept between requests.
+	if perr := (&conn{s: s, sendLimit: s.sendLimits.limiter(u)}).allowSend(in, in.Received); perr != nil {
 		return 0, nil, perr
 	}
 	res := s.sendBatch(r.Context(), u, "", []*protocol.Inbound{in})[0]

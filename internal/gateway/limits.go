@@ -92,24 +92,37 @@ func clientAddr(r *http.Request) string {
 }
 
 // sendLimits is the per-user message rate of one gateway: one token bucket
-// per user, shared by the user's connections here, dropped when the last
-// one closes. A user connected to several gateways gets the rate on each.
-// Safe for concurrent use.
+// per user, shared by the user's connections here and its REST sends
+// (POST /api/messages), whether or not it has a connection open. A user
+// connected to several gateways gets the rate on each.
+//
+// A bucket no connection holds is dropped once it has refilled to its
+// burst: a full bucket behaves exactly like a new one, so dropping it
+// changes no answer. Unreferenced buckets are swept when the map has
+// doubled since the last sweep, so it holds about the users that sent in
+// the last burst/rate seconds (at most 2 s by default) plus those
+// connected. Safe for concurrent use.
 type sendLimits struct {
 	every rate.Limit // <= 0: unlimited
 	burst int
+	now   func() time.Time // time.Now; tests set it
 
-	mu    sync.Mutex
-	users map[chat.UserID]*userLimit
+	mu        sync.Mutex
+	users     map[chat.UserID]*userLimit
+	nextSweep int // sweep when users reaches this size
 }
 
 type userLimit struct {
 	lim  *rate.Limiter
-	refs int
+	refs int // connections holding it
 }
 
+// minSweep is the map size below which no sweep runs.
+const minSweep = 1024
+
 func newSendLimits(perSecond float64, burst int) *sendLimits {
-	return &sendLimits{every: rate.Limit(perSecond), burst: burst, users: make(map[chat.UserID]*userLimit)}
+	return &sendLimits{every: rate.Limit(perSecond), burst: burst, now: time.Now,
+		users: make(map[chat.UserID]*userLimit), nextSweep: minSweep}
 }
 
 // acquire returns u's bucket for one more connection; release gives it
@@ -120,11 +133,7 @@ func (l *sendLimits) acquire(u chat.UserID) *rate.Limiter {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	ul := l.users[u]
-	if ul == nil {
-		ul = &userLimit{lim: rate.NewLimiter(l.every, l.burst)}
-		l.users[u] = ul
-	}
+	ul := l.get(u)
 	ul.refs++
 	return ul.lim
 }
@@ -135,11 +144,46 @@ func (l *sendLimits) release(u chat.UserID) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if ul := l.users[u]; ul != nil && ul.refs > 0 {
+		ul.refs--
+	}
+}
+
+// limiter returns u's bucket for one send that holds no connection (a
+// REST send); nil when unlimited.
+func (l *sendLimits) limiter(u chat.UserID) *rate.Limiter {
+	if l.every <= 0 {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.get(u).lim
+}
+
+// get returns u's entry, making it (after a sweep when the map is due
+// one). l.mu is held.
+func (l *sendLimits) get(u chat.UserID) *userLimit {
 	if ul := l.users[u]; ul != nil {
-		if ul.refs--; ul.refs <= 0 {
+		return ul
+	}
+	if len(l.users) >= l.nextSweep {
+		l.sweep()
+	}
+	ul := &userLimit{lim: rate.NewLimiter(l.every, l.burst)}
+	l.users[u] = ul
+	return ul
+}
+
+// sweep drops the buckets no connection holds that are full again. l.mu
+// is held.
+func (l *sendLimits) sweep() {
+	now := l.now()
+	for u, ul := range l.users {
+		if ul.refs == 0 && ul.lim.TokensAt(now) >= float64(l.burst) {
 			delete(l.users, u)
 		}
 	}
+	l.nextSweep = max(minSweep, 2*len(l.users))
 }
 
 // allowSend spends one of c's user's send tokens; when none is left it

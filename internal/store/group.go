@@ -78,12 +78,32 @@ func (s *Store) SearchUsers(ctx context.Context, prefix string, limit int) ([]ch
 // Summary is what a conversation list shows of one conversation.
 type Summary struct {
 	Last   *chat.Message // the newest message, nil when none
-	Unread int64         // messages in the window above u's read mark
+	Unread int64         // others' messages in the window above u's read mark
 }
 
+// countUnread counts the messages of a conversation's window (KEYS[1]
+// hist, KEYS[2] msg) above the read mark ARGV[1] whose JSON does not hold
+// ARGV[2], the reader's "from" field: the reader's own messages are never
+// unread. A user id needs no escaping in JSON, so the field appears
+// verbatim (as encoding/json and cjson write it) and a body cannot forge
+// it (its quotes are escaped).
+var countUnread = redis.NewScript(`
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
+local n = #ids
+for a = 1, #ids, 500 do
+  local vs = redis.call('HMGET', KEYS[2], unpack(ids, a, math.min(a + 499, #ids)))
+  for _, v in ipairs(vs) do
+    if v and string.find(v, ARGV[2], 1, true) then n = n - 1 end
+  end
+end
+return n
+`)
+
 // Summaries returns, for u, the newest message of each conversation and
-// how many messages of the Redis window lie above u's read mark, in one
-// round trip.
+// how many messages of the Redis window (the newest HistoryWindow) lie
+// above u's read mark, not counting u's own: the count saturates at the
+// window. Two round trips; the count reads the bodies of the unread part
+// of the window inside Redis.
 func (s *Store) Summaries(ctx context.Context, u chat.UserID, convs []chat.ConvID) ([]Summary, error) {
 	pipe := s.rdb.Pipeline()
 	last := make([]*redis.StringSliceCmd, len(convs))
@@ -96,11 +116,12 @@ func (s *Store) Summaries(ctx context.Context, u chat.UserID, convs []chat.ConvI
 		return nil, fmt.Errorf("summaries: %w", err)
 	}
 	pipe = s.rdb.Pipeline()
-	counts := make([]*redis.IntCmd, len(convs))
+	counts := make([]*redis.Cmd, len(convs)) // Eval: a pipeline cannot fall back from EVALSHA
 	msgs := make([]*redis.SliceCmd, len(convs))
 	for i, c := range convs {
 		mark, _ := marks[i].Int64()
-		counts[i] = pipe.ZCount(ctx, s.key("hist", string(c)), "("+strconv.FormatInt(mark, 10), "+inf")
+		counts[i] = countUnread.Eval(ctx, pipe, []string{s.key("hist", string(c)), s.key("msg", string(c))},
+			strconv.FormatInt(mark, 10), `"from":"`+string(u)+`"`)
 		if ids := last[i].Val(); len(ids) == 1 {
 			msgs[i] = pipe.HMGet(ctx, s.key("msg", string(c)), ids[0])
 		}
@@ -110,7 +131,7 @@ func (s *Store) Summaries(ctx context.Context, u chat.UserID, convs []chat.ConvI
 	}
 	out := make([]Summary, len(convs))
 	for i := range convs {
-		out[i].Unread = counts[i].Val()
+		out[i].Unread, _ = counts[i].Int64()
 		if msgs[i] == nil {
 			continue
 		}
