@@ -190,9 +190,19 @@ func TestComposeRunsTheSameCommandsAsMakeRun(t *testing.T) {
 				t.Errorf("%s: gateways are reached through nginx only, but it publishes %v", name, s.Ports)
 			}
 		}
-		port := strings.TrimPrefix(env["HTTP_ADDR"], ":")
+		// The admin address serves /metrics and the probes on the compose
+		// network; it is never published.
+		port := strings.TrimPrefix(env["ADMIN_ADDR"], ":")
+		if port == "" || port == env["HTTP_ADDR"] || strings.HasPrefix(env["ADMIN_ADDR"], "127.") {
+			t.Errorf("%s: ADMIN_ADDR %q: want a port of its own, reachable by Prometheus", name, env["ADMIN_ADDR"])
+		}
 		if hc := strings.Join(s.Healthcheck.Test, " "); !strings.Contains(hc, "127.0.0.1:"+port+"/readyz") {
-			t.Errorf("%s: healthcheck %q does not probe /readyz on its HTTP_ADDR %q", name, hc, env["HTTP_ADDR"])
+			t.Errorf("%s: healthcheck %q does not probe /readyz on its ADMIN_ADDR %q", name, hc, env["ADMIN_ADDR"])
+		}
+		for _, p := range s.Ports {
+			if strings.HasSuffix(p, ":"+port) {
+				t.Errorf("%s publishes its admin port (%s)", name, p)
+			}
 		}
 	}
 }
@@ -370,7 +380,7 @@ func TestPrometheusScrapesEveryService(t *testing.T) {
 	}
 	c := readCompose(t)
 	for _, name := range append([]string{"router"}, gateways...) {
-		target := name + c.Services[name].Environment["HTTP_ADDR"]
+		target := name + c.Services[name].Environment["ADMIN_ADDR"]
 		if !targets[target] {
 			t.Errorf("prometheus does not scrape %s (%s)", name, target)
 		}

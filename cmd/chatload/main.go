@@ -21,6 +21,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/switchboard-chat/switchboard/internal/admin"
 )
 
 type options struct {
@@ -62,7 +64,7 @@ func run(ctx context.Context, args []string) error {
 	fs.BoolVar(&o.allowRemote, "allow-remote", false, "allow non-loopback gateways")
 	fs.IntVar(&o.idle, "idle", 0, "instead of traffic: hold this many idle connections and report gateway memory per connection")
 	fs.StringVar(&o.auth, "auth", "auto", "auth mode: open (?user=), jwt (register or log in each user over REST), auto (ask the gateway)")
-	mets := fs.String("metrics", "", "comma-separated /metrics URLs read for -idle (default: the gateways' own)")
+	mets := fs.String("metrics", "", "comma-separated /metrics URLs read for -idle (default: each gateway's default admin address, its port plus 1000)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,7 +81,11 @@ func run(ctx context.Context, args []string) error {
 		o.metrics = strings.Split(*mets, ",")
 	} else {
 		for _, g := range o.gateways {
-			o.metrics = append(o.metrics, strings.Replace(strings.Replace(g, "ws://", "http://", 1), "wss://", "https://", 1)+"/metrics")
+			u, err := url.Parse(g)
+			if err != nil {
+				return fmt.Errorf("gateway %q: %v", g, err)
+			}
+			o.metrics = append(o.metrics, "http://"+admin.DefaultAddr(u.Host, 1000)+"/metrics")
 		}
 	}
 	if o.prefix == "" {

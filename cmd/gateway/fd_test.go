@@ -30,11 +30,11 @@ func TestAGatewayOutOfDescriptorsKeepsServing(t *testing.T) {
 		t.Skip("prlimit (util-linux) not installed")
 	}
 	bin := buildBinary(t)
-	addr := freePort(t)
+	addr, adminAddr := freePort(t), freePort(t)
 	id := "gw-fd-" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "")
 	cmd := exec.Command(prlimit, "--nofile=256:256", bin)
 	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), "SERVER_ID="+id, "HTTP_ADDR="+addr, "KAFKA_BROKERS="+brokers(), "AUTH_MODE=open",
+	cmd.Env = append(os.Environ(), "SERVER_ID="+id, "HTTP_ADDR="+addr, "ADMIN_ADDR="+adminAddr, "KAFKA_BROKERS="+brokers(), "AUTH_MODE=open",
 		"REDIS_ADDR="+redisAddr(), "REDIS_PREFIX=test:"+id+":", "KAFKA_CHAT_LOG_TOPIC=chat-log-"+id,
 		"KAFKA_CHAT_STATE_TOPIC=chat-state-"+id, "KAFKA_AUDIT_TOPIC=chat-audit-"+id,
 		"GATEWAY_MAX_CONNS_PER_IP=-1", "LOG_FORMAT=json", "GATEWAY_DRAIN_WINDOW=100ms")
@@ -73,7 +73,11 @@ func TestAGatewayOutOfDescriptorsKeepsServing(t *testing.T) {
 	}()
 	get := func(path string) (int, string) {
 		cl := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-		resp, err := cl.Get("http://" + addr + path)
+		host := addr
+		if path == "/metrics" {
+			host = adminAddr // never on the public port
+		}
+		resp, err := cl.Get("http://" + host + path)
 		if err != nil {
 			return 0, ""
 		}
@@ -122,14 +126,14 @@ func TestAGatewayOutOfDescriptorsKeepsServing(t *testing.T) {
 		c.Close()
 	}
 	stalled = nil
-	var metrics string
 	deadline = time.Now().Add(15 * time.Second)
-	for st := 0; st != 200; st, metrics = get("/metrics") {
+	for st := 0; st != 200; st, _ = get("/healthz") {
 		if time.Now().After(deadline) {
 			t.Fatal("the gateway did not serve again within 15s of the connections closing")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	_, metrics := get("/metrics")
 	var failed float64
 	for _, l := range strings.Split(metrics, "\n") {
 		if v, ok := strings.CutPrefix(l, "switchboard_gateway_accept_errors_total "); ok {

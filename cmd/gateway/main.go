@@ -79,6 +79,8 @@ func run(ctx context.Context, args []string) error {
 		LoginPerUser:       cfg.LoginPerUser,
 		LoginPerIP:         cfg.LoginPerIP,
 		Static:             static.Files,
+		AdminAddr:          cfg.AdminAddr,
+		AdminPprof:         cfg.AdminPprof,
 	}, gateway.Deps{
 		Logger:   log,
 		Registry: deps.Registry,

@@ -60,6 +60,10 @@ func run(ctx context.Context, args []string) error {
 		CheckpointInterval: cfg.CheckpointInterval,
 		RestoreGrace:       cfg.ProduceTimeout,
 		DedupeLookback:     cfg.DedupeLookback,
+		AdminAddr:          cfg.AdminAddr,
+		AdminPprof:         cfg.AdminPprof,
+		AdminToken:         cfg.AdminToken,
+		AuditTopic:         cfg.AuditTopic,
 	}, router.Deps{
 		Logger:   log,
 		Registry: deps.Registry,

@@ -11,7 +11,9 @@
 #                               gateways of an earlier run (Kafka and Redis
 #                               stay: see make stop)
 # Environment: GATEWAYS (2); GW1_PORT (8080) is gw-1's port and the base of
-# the others', GW<n>_PORT sets gw-<n>'s; ROUTER_PORT (9090); KAFKA_NODES
+# the others', GW<n>_PORT sets gw-<n>'s; ROUTER_PORT (9090); each member's
+# admin address (/metrics) is loopback on its port + 1000 (gateways) or
+# + 100 (the router, which serves /ops there); KAFKA_NODES
 # (1; 3 runs a 3-broker cluster on KAFKA_PORT, +2, +4); KAFKA_PORT,
 # REDIS_PORT; KEEP_INFRA=1 keeps Kafka and Redis running after Ctrl-C;
 # READY_TIMEOUT (120 s) bounds `start`. For a second cluster beside the
@@ -223,7 +225,8 @@ for ((i = 1; i <= GATEWAYS; i++)); do
   printf '  web client, gw-%-4s http://127.0.0.1:%s/\n' "$i" "$(gw_port "$i")"
 done
 cat <<MSG
-  metrics            http://127.0.0.1:$GW1_PORT/metrics (each gateway)  http://127.0.0.1:$ROUTER_PORT/metrics
+  metrics            http://127.0.0.1:$((GW1_PORT + 1000))/metrics (each gateway: its port + 1000)  http://127.0.0.1:$((ROUTER_PORT + 100))/metrics
+  ops page           http://127.0.0.1:$((ROUTER_PORT + 100))/ops${ADMIN_TOKEN:+?token=…} (the router's admin address)
   Kafka              $KAFKA_BROKERS      Redis $REDIS_ADDR
   logs               $logs/
 A member that exits is restarted; Ctrl-C stops everything (KEEP_INFRA=1 keeps Kafka and Redis running).

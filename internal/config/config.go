@@ -27,6 +27,10 @@ type Common struct {
 	LogLevel  string // LOG_LEVEL: debug, info, warn, error
 	LogFormat string // LOG_FORMAT: text or json
 	HTTPAddr  string // HTTP_ADDR
+	// ADMIN_ADDR: /metrics, probes, pprof and the router's ops page; empty
+	// is loopback beside HTTP_ADDR (see admin.DefaultAddr).
+	AdminAddr  string
+	AdminPprof bool // ADMIN_PPROF: serve /debug/pprof/ on the admin address
 
 	KafkaBrokers        []string      // KAFKA_BROKERS, comma separated
 	KafkaConnectTimeout time.Duration // KAFKA_CONNECT_TIMEOUT: start-up reachability check
@@ -51,6 +55,8 @@ type Common struct {
 var commonDefaults = map[string]any{
 	"log.level":                 "info",
 	"log.format":                "text",
+	"admin.addr":                "",
+	"admin.pprof":               false,
 	"kafka.brokers":             []string{"127.0.0.1:9092"},
 	"kafka.connect_timeout":     "10s",
 	"kafka.batch_timeout":       "2ms",
@@ -96,6 +102,8 @@ func common(v *viper.Viper) (Common, error) {
 		LogLevel:          v.GetString("log.level"),
 		LogFormat:         v.GetString("log.format"),
 		HTTPAddr:          v.GetString("http_addr"),
+		AdminAddr:         v.GetString("admin.addr"),
+		AdminPprof:        v.GetBool("admin.pprof"),
 		KafkaBrokers:      list(v.GetStringSlice("kafka.brokers")),
 		ChatLogTopic:      v.GetString("kafka.chat_log_topic"),
 		ChatLogPartitions: v.GetInt("kafka.chat_log_partitions"),

@@ -184,6 +184,8 @@ type Router struct {
 	// loss the router waits this long before sends are accepted again.
 	ProduceTimeout time.Duration // KAFKA_PRODUCE_TIMEOUT
 	DedupeLookback time.Duration // ROUTER_DEDUPE_LOOKBACK
+	AdminToken     string        // ADMIN_TOKEN: the ops page's bearer token
+	AuditTopic     string        // KAFKA_AUDIT_TOPIC: shown on the ops page
 }
 
 var routerDefaults = map[string]any{
@@ -197,6 +199,8 @@ var routerDefaults = map[string]any{
 	"router.checkpoint_interval": "10s",
 	"kafka.produce_timeout":      "5s",
 	"router.dedupe_lookback":     "60s",
+	"admin.token":                "",
+	"kafka.audit_topic":          "chat-audit",
 }
 
 // LoadRouter loads the router's configuration.
@@ -210,7 +214,8 @@ func LoadRouter(file string, required bool) (*Router, error) {
 		return nil, err
 	}
 	r := &Router{Common: c, GroupID: v.GetString("router.group_id"), HistoryWindow: v.GetInt("router.history_window"),
-		CheckpointTopic: v.GetString("kafka.checkpoint_topic")}
+		CheckpointTopic: v.GetString("kafka.checkpoint_topic"), AdminToken: v.GetString("admin.token"),
+		AuditTopic: v.GetString("kafka.audit_topic")}
 	for _, d := range []struct {
 		key string
 		dst *time.Duration

@@ -187,11 +187,12 @@ func (c *cluster) startRouter() {
 // gateway is one gateway process; it keeps its SERVER_ID and address
 // across restarts.
 type gateway struct {
-	c    *cluster
-	name string // gw-1, gw-2
-	id   string // SERVER_ID
-	addr string // 127.0.0.1:port
-	log  *os.File
+	c     *cluster
+	name  string // gw-1, gw-2
+	id    string // SERVER_ID
+	addr  string // 127.0.0.1:port
+	admin string // its ADMIN_ADDR
+	log   *os.File
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -204,7 +205,7 @@ type gateway struct {
 // runs it. The process is killed when the test ends.
 func (c *cluster) newGateway(name string) *gateway {
 	c.t.Helper()
-	g := &gateway{c: c, name: name, id: name + "-" + c.name, addr: freeAddr(c.t)}
+	g := &gateway{c: c, name: name, id: name + "-" + c.name, addr: freeAddr(c.t), admin: freeAddr(c.t)}
 	path := filepath.Join(c.dir, name+".log")
 	f, err := os.Create(path)
 	if err != nil {
@@ -266,6 +267,7 @@ func (g *gateway) start() {
 		"CONFIG=",
 		"SERVER_ID="+g.id,
 		"HTTP_ADDR="+g.addr,
+		"ADMIN_ADDR="+g.admin,
 		"KAFKA_BROKERS="+kafkaAddr,
 		"REDIS_ADDR="+redisAddr,
 		"REDIS_PREFIX="+g.c.prefix,
@@ -273,7 +275,7 @@ func (g *gateway) start() {
 		"KAFKA_CHAT_STATE_TOPIC="+g.c.chatState,
 		"GATEWAY_LEASE="+lease.String(),
 		"GATEWAY_DRAIN_WINDOW=500ms",
-		"AUTH_MODE=open", // the clients connect with ?user=
+		"AUTH_MODE=open",          // the clients connect with ?user=
 		"GATEWAY_MESSAGE_RATE=-1", // the load comes in bursts
 		"LOG_FORMAT=json",
 	)
@@ -366,7 +368,7 @@ func (g *gateway) terminate(timeout time.Duration) time.Duration {
 // counters (since its last start).
 func (g *gateway) logMetrics() {
 	client := &http.Client{Timeout: 2 * time.Second}
-	resp, err := client.Get("http://" + g.addr + "/metrics")
+	resp, err := client.Get("http://" + g.admin + "/metrics")
 	if err != nil {
 		g.c.t.Logf("%s metrics: %v", g.name, err)
 		return

@@ -193,7 +193,7 @@ func TestACopyForAUserWhoMovedIsForwardedOnceAndNeverLoops(t *testing.T) {
 // metric reads one sample from a gateway's /metrics (0 when absent).
 func metric(t *testing.T, g *gw, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(g.httpURL() + "/metrics")
+	resp, err := http.Get(g.adminURL() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ func TestAClientThatStopsReadingIsClosedAsASlowConsumerWithoutDelayingOthers(t *
 	scrape := func(g *gw) map[string]float64 {
 		t.Helper()
 		hc := http.Client{Timeout: 5 * time.Second}
-		resp, err := hc.Get(g.httpURL() + "/metrics")
+		resp, err := hc.Get(g.adminURL() + "/metrics")
 		if err != nil {
 			t.Fatalf("metrics of %s: %v", g.id, err)
 		}

@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/switchboard-chat/switchboard/internal/admin"
 	"github.com/switchboard-chat/switchboard/internal/audit"
 	"github.com/switchboard-chat/switchboard/internal/auth"
 	"github.com/switchboard-chat/switchboard/internal/chat"
@@ -125,6 +127,11 @@ type Config struct {
 	LoginPerIP   auth.Limit
 	// Static is the web client served at /. Optional.
 	Static fs.FS
+	// AdminAddr is the admin listener's address: /metrics, /healthz,
+	// /readyz and, with AdminPprof, /debug/pprof/. Default
+	// admin.DefaultAddr(Addr, 1000): loopback, the public port plus 1000.
+	AdminAddr  string
+	AdminPprof bool
 }
 
 func (c *Config) setDefaults() error {
@@ -143,6 +150,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Addr == "" {
 		c.Addr = ":8080"
+	}
+	if c.AdminAddr == "" {
+		c.AdminAddr = admin.DefaultAddr(c.Addr, 1000)
 	}
 	if c.ChatLogTopic == "" {
 		c.ChatLogTopic = "chat-log"
@@ -233,6 +243,8 @@ type Server struct {
 	groups   *groupIndex
 	admit    *bucket
 	ln       *listener
+	adminSrv *admin.Server
+	started  time.Time
 	origins  originMatcher
 	audit    *audit.Log
 	// sendLimits is the per-user message rate on this gateway.
@@ -261,7 +273,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	admin, err := kafkabus.NewAdmin(deps.Kafka)
+	kadmin, err := kafkabus.NewAdmin(deps.Kafka)
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +292,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		table:    route.New(deps.Redis, deps.Route),
 		store:    store.New(deps.Redis, store.Config{Prefix: deps.Route.Prefix}),
 		logRead:  logRead,
-		admin:    admin,
+		admin:    kadmin,
 		producer: producer,
 		kafka:    deps.Kafka,
 		identity: deps.Identity,
@@ -289,6 +301,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		admit:    newBucket(cfg.ConnectRate, cfg.ConnectBurst),
 		origins:  newOriginMatcher(cfg.AllowedOrigins),
 		forwards: make(chan forward, forwardQueue),
+		started:  time.Now(),
 
 		sendLimits: newSendLimits(cfg.MessageRate, cfg.MessageBurst),
 	}
@@ -303,6 +316,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.accounts = newAccounts(deps.Tokens, deps.Hasher, auth.LimitsConfig{PerUser: cfg.LoginPerUser, PerIP: cfg.LoginPerIP}, reg)
 	s.ln = newListener(ln, cfg.MaxConnsPerIP, s.log, s.m)
 	s.audit = audit.New(audit.Config{Topic: cfg.AuditTopic, Server: cfg.ServerID, Timeout: cfg.ProduceTimeout}, producer, s.log, reg)
+	s.adminSrv, err = admin.New(admin.Config{Addr: cfg.AdminAddr, Pprof: cfg.AdminPprof}, gatherer, s.serveHealth, s.serveReady, s.log)
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -322,11 +340,15 @@ func registries(reg prometheus.Registerer) (prometheus.Registerer, prometheus.Ga
 // Addr returns the address the gateway listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
+// AdminAddr returns the admin listener's address (/metrics).
+func (s *Server) AdminAddr() net.Addr { return s.adminSrv.Addr() }
+
 // Run creates the gateway's topics, joins the live registry, serves until
 // ctx is done, then drains. It returns after every goroutine it started has
 // exited.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.ln.Close()
+	defer s.adminSrv.Close()
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err := s.admin.EnsureTopics(setup,
 		kafkabus.TopicSpec{Name: s.cfg.ServerID.Topic(), Partitions: s.cfg.TopicPartitions, Retention: s.cfg.TopicRetention},
@@ -341,6 +363,9 @@ func (s *Server) Run(ctx context.Context) error {
 		_, err = s.table.Heartbeat(setup, s.cfg.ServerID)
 	}
 	cancel()
+	if err == nil {
+		s.announce(ctx)
+	}
 	if err != nil {
 		_ = s.producer.Close()
 		return err
@@ -354,7 +379,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.consumer.Store(consumer)
-	s.log.Info("gateway started", "addr", s.ln.Addr().String(), "topic", s.cfg.ServerID.Topic())
+	s.log.Info("gateway started", "addr", s.ln.Addr().String(), "admin", s.adminSrv.Addr().String(), "topic", s.cfg.ServerID.Topic())
 
 	// connCtx outlives ctx so that the drain can still talk to clients.
 	connCtx, stopConns := context.WithCancel(context.WithoutCancel(ctx))
@@ -374,9 +399,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	bg, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(5)
+	wg.Add(6)
 	serveErr := make(chan error, 1)
 	go func() { defer wg.Done(); serveErr <- srv.Serve(s.ln) }()
+	go func() { defer wg.Done(); _ = s.adminSrv.Run(bg) }()
 	go func() { defer wg.Done(); s.heartbeatLoop(bg) }()
 	go func() { defer wg.Done(); s.audit.Run(bg) }()
 	go func() { defer wg.Done(); s.forwardLoop(bg) }()
@@ -425,7 +451,25 @@ func (s *Server) heartbeatLoop(ctx context.Context) {
 			if lost || pending {
 				pending = !s.reregister(ctx)
 			}
+			s.announce(ctx)
 		}
+	}
+}
+
+// announce publishes this gateway's info for the router's ops page.
+func (s *Server) announce(ctx context.Context) {
+	var m dto.Metric
+	_ = s.m.disconnects.WithLabelValues(reasonSlowConsumer.label).Write(&m)
+	var conns dto.Metric
+	_ = s.m.connections.Write(&conns)
+	actx, cancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
+	defer cancel()
+	err := s.table.Announce(actx, s.cfg.ServerID, route.GatewayInfo{
+		Version: admin.Version(), AdminAddr: s.adminSrv.Addr().String(), Started: s.started,
+		Connections: int64(conns.GetGauge().GetValue()), SlowConsumers: int64(m.GetCounter().GetValue()),
+	})
+	if err != nil {
+		s.log.Warn("announce failed", "err", err)
 	}
 }
 

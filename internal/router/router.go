@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/switchboard-chat/switchboard/internal/admin"
 	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/health"
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
@@ -28,8 +28,19 @@ import (
 
 // Config configures a router. Zero fields take the documented defaults.
 type Config struct {
-	// Addr serves /healthz, /readyz and /metrics. Default ":9090".
+	// Addr serves /healthz and /readyz. Default ":9090".
 	Addr string
+	// AdminAddr serves /metrics, /healthz, /readyz, the ops page (/ops,
+	// /ops.json) and, with AdminPprof, /debug/pprof/. Default
+	// admin.DefaultAddr(Addr, 100): loopback, the public port plus 100.
+	AdminAddr  string
+	AdminPprof bool
+	// AdminToken is the ops page's bearer token (Authorization: Bearer or
+	// ?token=). Empty: the page is served only when AdminAddr is loopback.
+	AdminToken string
+	// AuditTopic is the gateways' audit topic, whose latest records the
+	// ops page shows. Default "chat-audit".
+	AuditTopic string
 	// ChatLogTopic is the log of record. Default "chat-log".
 	ChatLogTopic string
 	// ChatLogPartitions is used when the router creates chat-log. Default 4.
@@ -77,6 +88,12 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.Addr == "" {
 		c.Addr = ":9090"
+	}
+	if c.AdminAddr == "" {
+		c.AdminAddr = admin.DefaultAddr(c.Addr, 100)
+	}
+	if c.AuditTopic == "" {
+		c.AuditTopic = "chat-audit"
 	}
 	if c.ChatLogTopic == "" {
 		c.ChatLogTopic = "chat-log"
@@ -145,6 +162,8 @@ type Router struct {
 	kafka    kafkabus.Config
 	consumer atomic.Pointer[kafkabus.Consumer] // set by Run
 	ln       net.Listener
+	adminSrv *admin.Server
+	ops      opsRates
 
 	applied *prometheus.CounterVec
 	purged  prometheus.Counter
@@ -170,7 +189,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	if deps.Registry == nil {
 		deps.Registry = prometheus.NewRegistry()
 	}
-	admin, err := kafkabus.NewAdmin(deps.Kafka)
+	kadmin, err := kafkabus.NewAdmin(deps.Kafka)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +204,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	r := &Router{
 		cfg: cfg, log: deps.Logger.With("component", "router"), reg: deps.Registry,
 		table: route.New(deps.Redis, deps.Route), store: store.New(deps.Redis, deps.Store),
-		admin: admin, producer: producer, kafka: deps.Kafka, ln: ln,
+		admin: kadmin, producer: producer, kafka: deps.Kafka, ln: ln,
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
 			Name: "applied_total", Help: "chat-log and chat-state records applied, by result (new, duplicate, receipt, delete, user, conversation, error, skipped)."}, []string{"result"}),
 		purged: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
@@ -212,16 +231,30 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		}
 		return 0
 	}))
+	r.adminSrv, err = admin.New(admin.Config{Addr: cfg.AdminAddr, Pprof: cfg.AdminPprof}, r.reg, r.serveHealth, r.serveReady, r.log)
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	if cfg.AdminToken == "" && !r.adminSrv.Loopback() {
+		r.log.Warn("ADMIN_TOKEN is empty and ADMIN_ADDR is not loopback: the ops page is refused", "admin", r.adminSrv.Addr().String())
+	}
+	r.adminSrv.Handle("GET /ops", r.opsAuth(http.HandlerFunc(r.serveOps)))
+	r.adminSrv.Handle("GET /ops.json", r.opsAuth(http.HandlerFunc(r.serveOpsJSON)))
 	return r, nil
 }
 
 // Addr returns the HTTP listen address.
 func (r *Router) Addr() net.Addr { return r.ln.Addr() }
 
+// AdminAddr returns the admin listen address (/metrics, /ops).
+func (r *Router) AdminAddr() net.Addr { return r.adminSrv.Addr() }
+
 // Run creates chat-log, then materializes it and runs the janitor until
 // ctx is done. It returns after its goroutines have exited.
 func (r *Router) Run(ctx context.Context) error {
 	defer r.ln.Close()
+	defer r.adminSrv.Close()
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err := r.admin.EnsureTopics(setup, r.topics()...)
 	cancel()
@@ -237,15 +270,15 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	r.consumer.Store(consumer)
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /healthz", r.serveHealth)
 	mux.HandleFunc("GET /readyz", r.serveReady)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
-	r.log.Info("router started", "addr", r.ln.Addr().String(), "topic", r.cfg.ChatLogTopic)
+	r.log.Info("router started", "addr", r.ln.Addr().String(), "admin", r.adminSrv.Addr().String(), "topic", r.cfg.ChatLogTopic)
 
 	var wg sync.WaitGroup
-	wg.Add(5)
+	wg.Add(6)
 	go func() { defer wg.Done(); _ = srv.Serve(r.ln) }()
+	go func() { defer wg.Done(); _ = r.adminSrv.Run(ctx) }()
 	go func() {
 		defer wg.Done()
 		consumer.Serve(ctx, r.apply, func(err error) { r.log.Warn("consumer stopped; restarting", "err", err) })
@@ -264,6 +297,8 @@ func (r *Router) Run(ctx context.Context) error {
 	r.admin.Close()
 	return consumer.Close()
 }
+
+func (r *Router) serveHealth(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
 
 func (r *Router) serveReady(w http.ResponseWriter, req *http.Request) {
 	checks, ok := health.Run(req.Context(), map[string]health.Check{"kafka": r.admin.Ping, "redis": r.table.Ping})
