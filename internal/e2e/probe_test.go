@@ -161,7 +161,9 @@ func handshake(t *testing.T, g *gw, query string, hdr map[string]string) (int, s
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var body struct{ Error struct{ Code, Message string } }
+	var body struct {
+		Error struct{ Code, Message string }
+	}
 	_ = json.NewDecoder(resp.Body).Decode(&body)
 	return resp.StatusCode, body.Error.Code, resp.Header
 }

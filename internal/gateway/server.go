@@ -107,7 +107,7 @@ type Config struct {
 	// closed at accept. Negative: unlimited. Default 256.
 	MaxConnsPerIP int
 	// MessageRate and MessageBurst are each user's token bucket for sends
-	// on this gateway (shared by the user's connections here). Negative
+	// on this gateway (shared by the user's connections and REST sends here). Negative
 	// rate: unlimited. Defaults 50 per second, burst 100.
 	MessageRate  float64
 	MessageBurst int
@@ -432,8 +432,14 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // heartbeatLoop renews the gateway's lease every third of it.
+//
+// After a failed heartbeat it tries again every lease/15 instead: once
+// Redis answers again the gateway is registered (and its sessions are, if
+// the janitor purged them meanwhile) within a fraction of a heartbeat, so
+// live delivery resumes promptly after an outage longer than the lease.
 func (s *Server) heartbeatLoop(ctx context.Context) {
-	t := time.NewTicker(s.table.Lease() / 3)
+	every, retry := s.table.Lease()/3, s.table.Lease()/15
+	t := time.NewTimer(every)
 	defer t.Stop()
 	pending := false // sessions still to register again
 	for {
@@ -446,12 +452,18 @@ func (s *Server) heartbeatLoop(ctx context.Context) {
 			cancel()
 			if err != nil {
 				s.log.Warn("heartbeat failed", "err", err)
+				t.Reset(retry)
 				continue
 			}
 			if lost || pending {
 				pending = !s.reregister(ctx)
 			}
 			s.announce(ctx)
+			if pending {
+				t.Reset(retry)
+			} else {
+				t.Reset(every)
+			}
 		}
 	}
 }
