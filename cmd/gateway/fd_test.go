@@ -114,7 +114,7 @@ func TestAGatewayOutOfDescriptorsKeepsServing(t *testing.T) {
 	}
 	if line == "" {
 		select {
-		case line = <-backoffLines:
+		case <-backoffLines:
 		case <-time.After(5 * time.Second):
 			t.Fatalf("no backoff log line after %d stalled connections", len(stalled))
 		}

@@ -41,7 +41,7 @@ func TestUnknownUserAndWrongPasswordLookAlike(t *testing.T) {
 	h := NewHasher(Params{}, 0)
 	ctx := context.Background()
 	enc, _ := h.Hash(ctx, "the real one")
-	timed := func(encoded string) (bool, error, time.Duration) {
+	timed := func(encoded string) (bool, time.Duration, error) {
 		var best time.Duration
 		var ok bool
 		var err error
@@ -52,10 +52,10 @@ func TestUnknownUserAndWrongPasswordLookAlike(t *testing.T) {
 				best = d
 			}
 		}
-		return ok, err, best
+		return ok, best, err
 	}
-	okWrong, errWrong, dWrong := timed(enc)
-	okUnknown, errUnknown, dUnknown := timed("")
+	okWrong, dWrong, errWrong := timed(enc)
+	okUnknown, dUnknown, errUnknown := timed("")
 	if okWrong || okUnknown || errWrong != nil || errUnknown != nil {
 		t.Fatalf("wrong password %v %v, unknown user %v %v: want false, nil for both", okWrong, errWrong, okUnknown, errUnknown)
 	}

@@ -62,8 +62,9 @@ func (s *Store) FindMessage(ctx context.Context, id string) (conv chat.ConvID, s
 // SearchUsers returns up to limit known user ids starting with prefix, in
 // byte order.
 func (s *Store) SearchUsers(ctx context.Context, prefix string, limit int) ([]chat.UserID, error) {
-	ids, err := s.rdb.ZRangeByLex(ctx, s.cfg.Prefix+"usernames", &redis.ZRangeBy{
-		Min: "[" + prefix, Max: "[" + prefix + "\xff", Count: int64(limit),
+	ids, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: s.cfg.Prefix + "usernames", ByLex: true,
+		Start: "[" + prefix, Stop: "[" + prefix + "\xff", Count: int64(limit),
 	}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("search users: %w", err)
