@@ -319,6 +319,11 @@ func TestBrokerLossUnderLoad(t *testing.T) {
 			continue
 		}
 		if a.err == nil {
+			if !a.end.Before(restarting) {
+				// In flight when the broker was restarted: acknowledged once
+				// two replicas were in sync again, which is correct.
+				continue
+			}
 			falseAcks++
 			t.Errorf("send %s started %v after the second kill was acknowledged with only one broker up", a.value, a.start.Sub(killed2))
 			continue
