@@ -88,10 +88,7 @@ func (c *Consumer) Run(ctx context.Context, handle func(context.Context, Record)
 			}
 			return fmt.Errorf("consume: %w", err)
 		}
-		if now := time.Now(); now.Sub(c.lagAt) > time.Second {
-			c.lagAt = now // Stats is too costly to call per record
-			c.lag.Store(c.r.Stats().Lag)
-		}
+		c.sampleLag()
 		if err := handle(ctx, Record{Topic: m.Topic, Key: m.Key, Value: m.Value, Partition: m.Partition, Offset: m.Offset, Time: m.Time}); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -104,12 +101,72 @@ func (c *Consumer) Run(ctx context.Context, handle func(context.Context, Record)
 	}
 }
 
+// RunBatch is Run for a handler that takes records in batches: it blocks
+// for one record, then takes the records that arrive within linger of it,
+// up to max, and passes them to handle in fetch order (the order of each
+// partition). The batch is committed once handle returns nil. A batch
+// grows with the load: a lone record waits at most linger.
+func (c *Consumer) RunBatch(ctx context.Context, max int, linger time.Duration, handle func(context.Context, []Record) error) error {
+	msgs := make([]kafka.Message, 0, max)
+	recs := make([]Record, 0, max)
+	for {
+		m, err := c.r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("consume: %w", err)
+		}
+		msgs = append(msgs[:0], m)
+		lctx, cancel := context.WithTimeout(ctx, linger)
+		for len(msgs) < max {
+			m, err := c.r.FetchMessage(lctx)
+			if err != nil {
+				break // linger over (or ctx done: the batch is still handled)
+			}
+			msgs = append(msgs, m)
+		}
+		cancel()
+		c.sampleLag()
+		recs = recs[:0]
+		for _, m := range msgs {
+			recs = append(recs, Record{Topic: m.Topic, Key: m.Key, Value: m.Value, Partition: m.Partition, Offset: m.Offset, Time: m.Time})
+		}
+		if err := handle(ctx, recs); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			last := msgs[len(msgs)-1]
+			return fmt.Errorf("handle batch of %d ending %s/%d@%d: %w", len(msgs), last.Topic, last.Partition, last.Offset, err)
+		}
+		if err := c.r.CommitMessages(ctx, msgs...); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+	}
+}
+
+func (c *Consumer) sampleLag() {
+	if now := time.Now(); now.Sub(c.lagAt) > time.Second {
+		c.lagAt = now // Stats is too costly to call per record
+		c.lag.Store(c.r.Stats().Lag)
+	}
+}
+
 // Serve runs Run until ctx is done, restarting it after an error with a
 // capped backoff; onError (optional) hears of each error first.
 func (c *Consumer) Serve(ctx context.Context, handle func(context.Context, Record) error, onError func(error)) {
+	c.serve(ctx, func() error { return c.Run(ctx, handle) }, onError)
+}
+
+// ServeBatch is Serve for RunBatch.
+func (c *Consumer) ServeBatch(ctx context.Context, max int, linger time.Duration, handle func(context.Context, []Record) error, onError func(error)) {
+	c.serve(ctx, func() error { return c.RunBatch(ctx, max, linger, handle) }, onError)
+}
+
+func (c *Consumer) serve(ctx context.Context, run func() error, onError func(error)) {
 	backoff := 100 * time.Millisecond
 	for {
-		err := c.Run(ctx, handle)
+		err := run()
 		if ctx.Err() != nil {
 			return
 		}

@@ -26,6 +26,15 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/store"
 )
 
+// The live log is applied in batches: up to applyBatchMax records, those
+// that arrive within applyLinger of the first. Under load a batch fills at
+// once; a lone record waits applyLinger. The views are not on the delivery
+// path, so the linger adds nothing to a message's latency.
+const (
+	applyBatchMax = 2000
+	applyLinger   = time.Millisecond
+)
+
 // Config configures a router. Zero fields take the documented defaults.
 type Config struct {
 	// Addr serves /healthz and /readyz. Default ":9090".
@@ -206,7 +215,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		table: route.New(deps.Redis, deps.Route), store: store.New(deps.Redis, deps.Store),
 		admin: kadmin, producer: producer, kafka: deps.Kafka, ln: ln,
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
-			Name: "applied_total", Help: "chat-log and chat-state records applied, by result (new, duplicate, receipt, delete, user, conversation, error, skipped)."}, []string{"result"}),
+			Name: "applied_total", Help: "chat-log and chat-state records applied, by result (message, receipt, delete, user, conversation, skipped; error counts failed batch writes, which are retried)."}, []string{"result"}),
 		purged: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "router",
 			Name: "gateways_purged_total", Help: "Dead gateways whose sessions were removed."}),
 		orphans: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "router",
@@ -281,7 +290,7 @@ func (r *Router) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); _ = r.adminSrv.Run(ctx) }()
 	go func() {
 		defer wg.Done()
-		consumer.Serve(ctx, r.apply, func(err error) { r.log.Warn("consumer stopped; restarting", "err", err) })
+		consumer.ServeBatch(ctx, applyBatchMax, applyLinger, r.applyBatch, func(err error) { r.log.Warn("consumer stopped; restarting", "err", err) })
 	}()
 	go func() { defer wg.Done(); r.janitorLoop(ctx) }()
 	go func() { defer wg.Done(); r.restoreLoop(ctx) }()
@@ -315,22 +324,24 @@ func (r *Router) topics() []kafkabus.TopicSpec {
 	}
 }
 
-// apply materializes one chat-log record, retrying Redis failures until
-// they succeed or ctx ends: the log must not be skipped past, so a record
-// that was not applied is not committed.
-func (r *Router) apply(ctx context.Context, rec kafkabus.Record) error {
-	pos := store.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}
+// applyBatch materializes a batch of chat-log and chat-state records,
+// retrying Redis failures until they succeed or ctx ends: the log must not
+// be skipped past, so a batch that was not applied is not committed.
+// Writing a batch again is harmless (every write is idempotent).
+func (r *Router) applyBatch(ctx context.Context, recs []kafkabus.Record) error {
 	backoff := 50 * time.Millisecond
 	for {
 		actx, cancel := context.WithTimeout(ctx, r.cfg.ApplyTimeout)
-		result, err := r.applyKafka(actx, rec, pos)
+		results, err := r.writeBatch(actx, recs)
 		cancel()
 		if err == nil {
-			r.applied.WithLabelValues(result).Inc()
+			for result, n := range results {
+				r.applied.WithLabelValues(result).Add(float64(n))
+			}
 			return nil
 		}
 		r.applied.WithLabelValues("error").Inc()
-		r.log.Warn("apply failed; retrying", "offset", rec.Offset, "err", err)
+		r.log.Warn("apply failed; retrying", "records", len(recs), "offset", recs[0].Offset, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -340,52 +351,77 @@ func (r *Router) apply(ctx context.Context, rec kafkabus.Record) error {
 	}
 }
 
-// applyKafka decodes and materializes a record of either topic and names
-// the result for the applied_total metric. An undecodable record is
-// skipped (and logged).
-func (r *Router) applyKafka(ctx context.Context, rec kafkabus.Record, pos store.Position) (string, error) {
-	if rec.Topic == r.cfg.ChatStateTopic {
-		sr, err := chat.DecodeStateRecord(rec.Value)
+// writeBatch writes recs to the views in a few pipelined round trips: the
+// chat-state records (users, conversations) first, then the chat-log
+// records aggregated per conversation (store.Bulk: one script per
+// conversation, plain commands for the rest). The two topics are
+// independent; within each, records keep their log order. It counts the
+// records by result for the applied_total metric. An undecodable record
+// is skipped (and logged).
+func (r *Router) writeBatch(ctx context.Context, recs []kafkabus.Record) (map[string]int, error) {
+	results := make(map[string]int)
+	bulk := r.store.NewBulk(r.cfg.ChatLogTopic)
+	var states []*chat.StateRecord
+	var statePos []store.Position
+	for _, rec := range recs {
+		if rec.Topic == r.cfg.ChatStateTopic {
+			sr, err := chat.DecodeStateRecord(rec.Value)
+			if err != nil {
+				r.log.Warn("undecodable chat-state record", "offset", rec.Offset, "err", err)
+				sr = nil // only raises the applied offset
+			}
+			states = append(states, sr)
+			statePos = append(statePos, store.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset})
+			results[stateResult(sr)]++
+			continue
+		}
+		lr, err := chat.DecodeLogRecord(rec.Value)
 		if err != nil {
-			r.log.Warn("undecodable chat-state record", "offset", rec.Offset, "err", err)
-			return "skipped", r.store.MarkApplied(ctx, pos)
+			r.log.Warn("undecodable chat-log record", "partition", rec.Partition, "offset", rec.Offset, "err", err)
+			lr = nil // only raises the applied offset
 		}
-		switch sr.Type {
-		case chat.TypeUser:
-			return "user", r.store.ApplyUser(ctx, sr.User, pos)
-		case chat.TypeConversation:
-			return "conversation", r.store.ApplyConversation(ctx, sr.Conversation, pos)
+		bulk.Add(lr, rec.Partition, rec.Offset)
+		results[logResult(lr)]++
+	}
+	if len(states) > 0 {
+		if err := r.store.BulkEntities(ctx, states, statePos); err != nil {
+			return nil, err
 		}
-		return "skipped", r.store.MarkApplied(ctx, pos)
 	}
-	lr, err := chat.DecodeLogRecord(rec.Value)
-	if err != nil {
-		r.log.Warn("undecodable chat-log record", "partition", rec.Partition, "offset", rec.Offset, "err", err)
-		lr = nil // applyRecord skips it
+	if bulk.Len() > 0 {
+		if err := bulk.Write(ctx); err != nil {
+			return nil, err
+		}
 	}
-	return r.applyRecord(ctx, lr, pos)
+	return results, nil
 }
 
-// applyRecord materializes one decoded chat-log record and names the
-// result for the applied_total metric.
-func (r *Router) applyRecord(ctx context.Context, lr *chat.LogRecord, pos store.Position) (string, error) {
+// stateResult and logResult name a record for the applied_total metric.
+func stateResult(sr *chat.StateRecord) string {
+	switch {
+	case sr == nil:
+		return "skipped"
+	case sr.Type == chat.TypeUser:
+		return "user"
+	case sr.Type == chat.TypeConversation:
+		return "conversation"
+	}
+	return "skipped"
+}
+
+func logResult(lr *chat.LogRecord) string {
 	if lr == nil {
-		return "skipped", r.store.MarkApplied(ctx, pos)
+		return "skipped"
 	}
 	switch lr.Type {
 	case chat.TypeMessage:
-		added, err := r.store.ApplyMessage(ctx, lr.Message, pos)
-		if !added {
-			return "duplicate", err
-		}
-		return "new", err
+		return "message"
 	case chat.TypeReceipt:
-		return "receipt", r.store.ApplyReceipt(ctx, lr.Receipt, pos)
+		return "receipt"
 	case chat.TypeDelete:
-		_, err := r.store.ApplyDelete(ctx, lr.Delete, pos)
-		return "delete", err
+		return "delete"
 	}
-	return "skipped", r.store.MarkApplied(ctx, pos)
+	return "skipped"
 }
 
 // janitorLoop purges gateways whose lease lapsed.

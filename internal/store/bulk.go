@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -234,32 +235,55 @@ return 1
 
 // bulkPipeline is how many commands one pipeline round trip carries, and
 // bulkWriters how many pipelines a chunk is written with at once.
+// A chunk with fewer than bulkMinPerWriter conversations per writer takes
+// fewer writers.
 const (
-	bulkPipeline = 1000
-	bulkWriters  = 2
+	bulkPipeline     = 1000
+	bulkWriters      = 2
+	bulkMinPerWriter = 64
 )
 
 // Write writes the chunk to the views, then raises the applied offsets of
 // its partitions, and empties it. On error nothing is known about what was
-// written; writing the same chunk again is harmless.
+// written; writing the same chunk again is harmless. Its scripts run by
+// hash; a Redis that lost its script cache (a restart) gets them loaded
+// and the chunk written again.
 func (b *Bulk) Write(ctx context.Context) error {
-	if err := applyBulk.Load(ctx, b.s.rdb).Err(); err != nil { // the pipeline uses EVALSHA
-		return fmt.Errorf("bulk write: %w", err)
+	err := b.write(ctx)
+	if err != nil && isNoScript(err) {
+		for _, sc := range []*redis.Script{applyBulk, markApplied} {
+			if lerr := sc.Load(ctx, b.s.rdb).Err(); lerr != nil {
+				return fmt.Errorf("bulk write: %w", lerr)
+			}
+		}
+		err = b.write(ctx)
 	}
+	if err != nil {
+		return err
+	}
+	clear(b.convs)
+	clear(b.applied)
+	b.records = 0
+	return nil
+}
+
+func (b *Bulk) write(ctx context.Context) error {
 	// Two pipelines on two connections, so that Redis executes one while
-	// the other is being built: conversations are independent.
+	// the other is being built: conversations are independent. A small
+	// chunk (the live log's) takes one.
 	convs := make([]chat.ConvID, 0, len(b.convs))
 	for c := range b.convs {
 		convs = append(convs, c)
 	}
+	writers := min(bulkWriters, max(1, len(convs)/bulkMinPerWriter))
 	var wg sync.WaitGroup
-	errs := make([]error, bulkWriters)
-	for w := range bulkWriters {
+	errs := make([]error, writers)
+	for w := range writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			p := &pipe{ctx: ctx, p: b.s.rdb.Pipeline()}
-			for i := w; i < len(convs) && errs[w] == nil; i += bulkWriters {
+			for i := w; i < len(convs) && errs[w] == nil; i += writers {
 				errs[w] = b.writeConv(p, convs[i], b.convs[convs[i]])
 			}
 			if errs[w] == nil {
@@ -271,16 +295,17 @@ func (b *Bulk) Write(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	if len(b.applied) == 0 {
+		return nil
+	}
+	p := &pipe{ctx: ctx, p: b.s.rdb.Pipeline()}
 	for part, next := range b.applied {
-		pos := Position{Topic: b.topic, Partition: part, Offset: next - 1}
-		if err := b.s.MarkApplied(ctx, pos); err != nil {
+		pa, nx := posArgs(Position{Topic: b.topic, Partition: part, Offset: next - 1})
+		if err := p.add(markApplied.EvalSha(ctx, p.p, []string{b.s.key("applied", b.topic)}, pa, nx)); err != nil {
 			return err
 		}
 	}
-	clear(b.convs)
-	clear(b.applied)
-	b.records = 0
-	return nil
+	return p.flush()
 }
 
 func (b *Bulk) writeConv(p *pipe, conv chat.ConvID, cc *convChunk) error {
@@ -439,4 +464,10 @@ func (s *Store) BulkEntities(ctx context.Context, recs []*chat.StateRecord, pos 
 		}
 	}
 	return p.flush()
+}
+
+// isNoScript reports whether err is Redis's NOSCRIPT error.
+func isNoScript(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOSCRIPT")
 }
