@@ -32,7 +32,7 @@ type Report struct {
 	Lost               int64          `json:"lost"`          // acknowledged, not delivered to a session that stayed connected
 	ReceiverGone       int64          `json:"receiver_gone"` // acknowledged, not delivered, the receiver's connection dropped
 	Duplicates         int64          `json:"duplicates"`
-	OutOfOrder         int64          `json:"out_of_order"`
+	OutOfOrder         int64          `json:"out_of_order"` // live deliveries behind a higher seq of their conversation (normal across senders of one room: clients order by seq)
 	DroppedSessions    int            `json:"dropped_sessions"`
 	Errors             map[string]int `json:"errors"`
 
@@ -139,7 +139,7 @@ func (r *Report) print(w io.Writer) {
 	if r.Sent > 0 {
 		fmt.Fprintf(w, "sent %d in %.1f s: offered %.0f msg/s, achieved %.0f msg/s, acknowledged %.0f msg/s, %.0f deliveries/s\n",
 			r.Sent, r.DurationSec, r.Params.Rate, r.AchievedRate, r.AckedRate, r.DeliveriesPerSec)
-		fmt.Fprintf(w, "acked %d, unanswered %d; deliveries expected %d, delivered %d, LOST %d, receiver gone %d, duplicates %d, out of order %d, dropped sessions %d\n",
+		fmt.Fprintf(w, "acked %d, unanswered %d; deliveries expected %d, delivered %d, LOST %d, receiver gone %d, duplicates %d, behind a higher seq %d, dropped sessions %d\n",
 			r.Acked, r.Unanswered, r.ExpectedDeliveries, r.Delivered, r.Lost, r.ReceiverGone, r.Duplicates, r.OutOfOrder, r.DroppedSessions)
 		if len(r.Errors) > 0 {
 			var parts []string

@@ -36,6 +36,7 @@ type event struct {
 	conv   string // evDeliver
 	seq    int64  // evDeliver
 	id     string // evAck, evDeliver: the server's message id
+	batch  bool   // evDeliver: part of a sync's answer, not live
 	synced map[string]int64
 }
 

@@ -66,7 +66,7 @@ func (t *switchboard) decode(b []byte, emit func(event)) {
 	switch stringField(b, "type") {
 	case "message":
 		emit(event{kind: evDeliver, idx: t.idx(stringField(b, "cid")), conv: stringField(b, "conv"),
-			seq: intField(b, "seq"), id: stringField(b, "id")})
+			seq: intField(b, "seq"), id: stringField(b, "id"), batch: intField(b, "batch") > 0})
 	case "sent":
 		emit(event{kind: evAck, idx: t.idx(stringField(b, "cid")), id: stringField(b, "id"), conv: stringField(b, "conv"), seq: intField(b, "seq")})
 	case "error":

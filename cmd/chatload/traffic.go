@@ -86,7 +86,7 @@ func (t *traffic) handle(s *session, ev event) {
 			t.nAcked.Add(1)
 		}
 	case evDeliver:
-		if ev.seq > 0 {
+		if ev.seq > 0 && !ev.batch {
 			if s.seqs == nil {
 				s.seqs = map[string]int64{}
 			}
