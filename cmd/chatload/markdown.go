@@ -96,11 +96,11 @@ func cpuCell(cs []CPUUse, perDelivery bool) string {
 	}
 	var parts []string
 	for _, c := range cs {
-		v := c.USPerMsg
+		v, f := c.USPerMsg, "%s %.0f"
 		if perDelivery {
-			v = c.USPerDelivery
+			v, f = c.USPerDelivery, "%s %.2f"
 		}
-		parts = append(parts, fmt.Sprintf("%s %.0f", c.Name, v))
+		parts = append(parts, fmt.Sprintf(f, c.Name, v))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -152,8 +152,8 @@ func renderMarkdown(reports []*Report, images []string, commit, note string) str
 			b.WriteString("\n")
 			for _, i := range idx {
 				if r := reports[i]; r.Sync != nil {
-					fmt.Fprintf(&b, "Syncs: %d users × %d conversations, %d syncs (%.0f/s), sync latency %s ms; the others' delivery latency before the syncs %s ms, while they ran %s ms.\n\n",
-						r.Sync.Users, r.Sync.Convs, r.Sync.Syncs, r.Sync.SyncsPerSec, lat5(r.Sync.SyncLatency), lat5(r.Sync.BaselineDeliv), lat5(r.Sync.WithSyncsDeliv))
+					fmt.Fprintf(&b, "Syncs: %d users × %d conversations, %d syncs answered (%.0f/s), %d answered by an error; sync latency %s ms; the others' delivery latency before the syncs %s ms, while they ran %s ms.\n\n",
+						r.Sync.Users, r.Sync.Convs, r.Sync.Syncs, r.Sync.SyncsPerSec, r.Sync.SyncErrors, lat5(r.Sync.SyncLatency), lat5(r.Sync.BaselineDeliv), lat5(r.Sync.WithSyncsDeliv))
 				}
 			}
 		case "idle":

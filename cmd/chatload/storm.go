@@ -60,7 +60,10 @@ func syncAll(ctx context.Context, sessions []*session, since []map[string]int64,
 				return
 			}
 			select {
-			case <-s.synced:
+			case convs := <-s.synced:
+				if convs == nil { // an error frame instead
+					return
+				}
 				mu.Lock()
 				done++
 				last = max(last, time.Since(t0))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -13,6 +14,7 @@ type SyncResult struct {
 	Users          int     `json:"users"`
 	Convs          int     `json:"convs_each"`
 	SetupErrors    int     `json:"setup_errors"`
+	SyncErrors     int     `json:"sync_errors"` // syncs answered by an error frame
 	Syncs          uint64  `json:"syncs"`
 	SyncsPerSec    float64 `json:"syncs_per_s"`
 	SyncLatency    Latency `json:"sync_latency"`
@@ -21,8 +23,8 @@ type SyncResult struct {
 }
 
 func (r *SyncResult) print(w io.Writer) {
-	fmt.Fprintf(w, "sync: %d users × %d conversations (%d setup errors); %d syncs, %.0f/s; sync latency %s\n",
-		r.Users, r.Convs, r.SetupErrors, r.Syncs, r.SyncsPerSec, fmtLat(r.SyncLatency))
+	fmt.Fprintf(w, "sync: %d users × %d conversations (%d setup errors); %d syncs, %.0f/s, %d answered by an error; sync latency %s\n",
+		r.Users, r.Convs, r.SetupErrors, r.Syncs, r.SyncsPerSec, r.SyncErrors, fmtLat(r.SyncLatency))
 	fmt.Fprintf(w, "others' delivery, first half (no syncs)  %s\n", fmtLat(r.BaselineDeliv))
 	fmt.Fprintf(w, "others' delivery, second half (syncs)    %s\n", fmtLat(r.WithSyncsDeliv))
 }
@@ -55,6 +57,7 @@ func syncRun(ctx context.Context, o *options, d *dialer, r *Report) error {
 		return err
 	}
 	var lat hist
+	var failed atomic.Int64
 	var tr *traffic
 	during := func(t *traffic, sendDone <-chan struct{}) error {
 		select {
@@ -77,11 +80,13 @@ func syncRun(ctx context.Context, o *options, d *dialer, r *Report) error {
 						return
 					}
 					select {
-					case <-s.synced:
-						lat.Record(time.Since(at))
-					case <-sendDone:
-						return
-					case <-time.After(30 * time.Second):
+					case convs := <-s.synced:
+						if convs == nil {
+							failed.Add(1)
+						} else {
+							lat.Record(time.Since(at))
+						}
+					case <-time.After(60 * time.Second): // the one in flight is waited for past the sending
 						return
 					}
 					select {
@@ -94,6 +99,7 @@ func syncRun(ctx context.Context, o *options, d *dialer, r *Report) error {
 		}
 		wg.Wait()
 		res.Syncs = lat.Count()
+		res.SyncErrors = int(failed.Load())
 		res.SyncsPerSec = float64(lat.Count()) / time.Since(start).Seconds()
 		return nil
 	}

@@ -115,6 +115,14 @@ func (t *traffic) handle(s *session, ev event) {
 		}
 	case evError:
 		t.countError(ev.code)
+		if ev.idx < 0 && s.synced != nil {
+			// An error about no send: on a session waiting for its sync,
+			// the sync's answer (nil: failed).
+			select {
+			case s.synced <- nil:
+			default:
+			}
+		}
 		if t.valid(ev.idx) && !t.failed[ev.idx].Swap(true) {
 			t.nFailed.Add(1)
 			t.nExpect.Add(-int64(t.expect[ev.idx].Load()))

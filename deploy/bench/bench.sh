@@ -77,8 +77,10 @@ if [ "$CF" = 1 ]; then
   for rate in $RATES; do
     run "dm-centrifugo-$rate" "${cf[@]}" -scenario dm -pairs 50 -rate "$rate" -duration "$DURATION"
   done
-  CENTRIFUGO_PORT=$CF_PORT deploy/bench/centrifugo.sh stop
-  cf_started=""
+  if [ -n "$cf_started" ]; then
+    CENTRIFUGO_PORT=$CF_PORT deploy/bench/centrifugo.sh stop # before the other runs: it would take CPU
+    cf_started=""
+  fi
 fi
 run public -scenario public -senders 2 -receivers 2000 -rate 50 -duration "$DURATION"
 run sync -scenario sync -pairs 20 -rate 500 -sync-users 16 -sync-convs 1000 -duration "$DURATION"
