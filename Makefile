@@ -9,7 +9,7 @@ REDIS_PORT    ?= 6379
 TEST_TIMEOUT  ?= 30m
 export KAFKA_PORT KAFKA_NODES REDIS_PORT
 
-.PHONY: all build run stop infra validators test test-go test-browser test-client test-unit check fuzz bench bench-restore clean
+.PHONY: all build run stop infra validators test test-go test-browser test-client test-unit check fuzz bench bench-micro bench-restore clean
 
 all: build
 
@@ -73,10 +73,16 @@ fuzz:
 	for f in FuzzCredentialsBody FuzzCreateConversationBody FuzzPatchConversationBody FuzzMarkReadBody FuzzPostMessageBody; do \
 		$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) ./internal/gateway/ || exit 1; done
 
-## bench: micro-benchmarks, then a 20 s load run against a running `make run` cluster
+## bench: the standard chatload scenarios (dm at 2,000 and 5,000 msg/s against Switchboard and
+## Centrifugo, public fan-out, sync, reconnect storm, idle memory) against a running `make run`
+## cluster (or one started for it); rewrites the generated section of BENCHMARKS.md and docs/bench/
+## (BENCH_CENTRIFUGO=0 skips Centrifugo; BENCH_DURATION, BENCH_RATES: see deploy/bench/bench.sh)
 bench: build
+	deploy/bench/bench.sh
+
+## bench-micro: the Go micro-benchmarks
+bench-micro:
 	$(GO) test -run='^$$' -bench=. -benchmem ./internal/...
-	bin/chatload -users 100 -rate 2000 -duration 20s
 
 ## bench-restore: a Redis loss with 100k and 1M records in chat-log, without -race: time until
 ## sends are accepted and rebuild rate (asserted >= 100,000 records/s); about 4 min per size

@@ -4,44 +4,81 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// idleRun opens o.idle idle connections and reports how much the gateways'
-// resident memory grew per connection.
-func idleRun(ctx context.Context, o options) error {
+// IdleResult is what the idle scenario measured.
+type IdleResult struct {
+	Conns          int     `json:"conns"`
+	SourceAddrs    int     `json:"source_addrs"`
+	ConnectSec     float64 `json:"connect_s"`
+	ConnectPerSec  float64 `json:"connect_per_s"`
+	RSSBeforeMiB   float64 `json:"rss_before_mib"`
+	RSSAfterMiB    float64 `json:"rss_after_mib"`
+	KiBPerConn     float64 `json:"kib_per_conn"`
+	DroppedWhileIn int     `json:"dropped_while_held"`
+}
+
+func (r *IdleResult) print(w io.Writer) {
+	fmt.Fprintf(w, "%d idle connections from %d source addresses, connected in %.1f s (%.0f/s); %d dropped while held\n",
+		r.Conns, max(r.SourceAddrs, 1), r.ConnectSec, r.ConnectPerSec, r.DroppedWhileIn)
+	fmt.Fprintf(w, "endpoint RSS %.1f MiB → %.1f MiB: %.1f KiB per connection\n", r.RSSBeforeMiB, r.RSSAfterMiB, r.KiBPerConn)
+}
+
+// idleRun opens -conns idle connections (round-robin over the endpoints;
+// give one gateway for a single-gateway figure), holds them while the
+// endpoints settle, and reports how much their resident memory grew per
+// connection (process_resident_memory_bytes of -metrics).
+//
+// From one machine, past ~28,000 connections to one port the source
+// ports run out: -source-addrs spreads the connections over 127.0.0.2…
+// (automatic past 20,000). The gateway side needs GATEWAY_CONNECT_RATE and
+// GATEWAY_CONNECT_BURST raised (admission control, 200/s by default) to
+// connect quickly, and both processes need `ulimit -n` above the count.
+// GATEWAY_MAX_CONNS_PER_IP bounds the handshakes in flight per address;
+// -dial-concurrency stays below it.
+func idleRun(ctx context.Context, o *options, d *dialer, r *Report) error {
+	r.Params.Conns = o.conns
 	before, err := residentBytes(ctx, o.metrics)
 	if err != nil {
 		return err
 	}
+	n := d.tgt.endpoints()
 	start := time.Now()
-	users, err := dialAll(ctx, o, o.idle, func(i int) string { return fmt.Sprintf("%sidle%d", o.prefix, i) })
+	sessions, err := d.dialMany(ctx, o.conns, o.dialConc,
+		func(i int) string { return fmt.Sprintf("%sidle%d", o.prefix, i) },
+		func(i int) int { return i % n })
 	if err != nil {
 		return err
 	}
-	connectDur := time.Since(start)
-	runtime.GC()
-	// Let the gateways settle (GC, goroutine stacks) before measuring.
+	connect := time.Since(start)
+	for _, s := range sessions {
+		go s.run(func(*session, event) {})
+	}
+	defer closeAll(sessions)
+	// Let the endpoints settle (GC, goroutine stacks) before measuring.
 	select {
 	case <-ctx.Done():
-	case <-time.After(3 * time.Second):
+		return ctx.Err()
+	case <-time.After(5 * time.Second):
 	}
 	after, err := residentBytes(ctx, o.metrics)
-	for _, u := range users {
-		u.cl.CloseNow()
-	}
 	if err != nil {
 		return err
 	}
-	grow := after - before
-	fmt.Printf("%d idle connections over %d gateways, connected in %v (%.0f/s)\n",
-		o.idle, len(o.gateways), connectDur.Round(time.Millisecond), float64(o.idle)/connectDur.Seconds())
-	fmt.Printf("gateway RSS %.1f MiB → %.1f MiB: %.1f KiB per connection\n",
-		float64(before)/(1<<20), float64(after)/(1<<20), float64(grow)/float64(o.idle)/1024)
+	res := &IdleResult{Conns: o.conns, SourceAddrs: len(d.clients), ConnectSec: connect.Seconds(),
+		ConnectPerSec: float64(o.conns) / connect.Seconds(), RSSBeforeMiB: before / (1 << 20), RSSAfterMiB: after / (1 << 20),
+		KiBPerConn: (after - before) / float64(o.conns) / 1024}
+	for _, s := range sessions {
+		if s.dropped() {
+			res.DroppedWhileIn++
+		}
+	}
+	r.Idle = res
 	return nil
 }
 
@@ -58,6 +95,7 @@ func residentBytes(ctx context.Context, urls []string) (float64, error) {
 			return 0, fmt.Errorf("metrics %s: %w", u, err)
 		}
 		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		found := false
 		for sc.Scan() {
 			if v, ok := strings.CutPrefix(sc.Text(), "process_resident_memory_bytes "); ok {

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# make bench: a fixed set of chatload scenarios against the local cluster,
+# then the generated section of BENCHMARKS.md rewritten from their reports
+# (between <!-- bench:begin --> and <!-- bench:end -->), with the PNGs and
+# JSON reports under docs/bench/.
+#
+# Uses a running `make run` cluster when gw-1 answers /readyz; otherwise
+# starts one for the run (and stops it after) with the settings a load test
+# needs: AUTH_MODE=open, GATEWAY_MESSAGE_RATE=-1 (no per-user send limit),
+# GATEWAY_CONNECT_RATE/BURST 2000/4000 (admission control). A cluster you
+# started yourself needs the same for the dm runs not to be rate limited.
+# With BENCH_CENTRIFUGO=1 (the default) the dm runs are repeated against
+# Centrifugo (deploy/bench/centrifugo.sh: 2 nodes, Redis engine, on
+# CENTRIFUGO_PORT and the next port), started and stopped here.
+#
+# Environment: GW1_PORT (8080), ROUTER_PORT, REDIS_PORT, KAFKA_PORT (as for
+# make run), BENCH_DURATION (20s per run), BENCH_RATES ("2000 5000"),
+# BENCH_CENTRIFUGO (1), CENTRIFUGO_PORT (8000), BENCH_OUT (docs/bench).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+GW1_PORT=${GW1_PORT:-8080}
+export GW1_PORT
+DURATION=${BENCH_DURATION:-20s}
+RATES=${BENCH_RATES:-2000 5000}
+OUT=${BENCH_OUT:-docs/bench}
+CF=${BENCH_CENTRIFUGO:-1}
+CF_PORT=${CENTRIFUGO_PORT:-8000}
+load=bin/chatload
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json "$OUT"/*.png
+
+started=""
+cf_started=""
+cleanup() {
+  if [ -n "$cf_started" ]; then CENTRIFUGO_PORT=$CF_PORT deploy/bench/centrifugo.sh stop || true; fi
+  if [ -n "$started" ]; then deploy/local/run.sh stop || true; fi
+}
+trap cleanup EXIT
+
+if ! curl -fs "http://127.0.0.1:$GW1_PORT/readyz" >/dev/null; then
+  echo "bench: no cluster on :$GW1_PORT; starting one for the run"
+  make -s infra
+  AUTH_MODE=open GATEWAY_MESSAGE_RATE=-1 GATEWAY_CONNECT_RATE=2000 GATEWAY_CONNECT_BURST=4000 deploy/local/run.sh start
+  started=1
+fi
+
+# run name args…: one scenario, its report in $OUT/name.json and a plot
+# when it has a time series; a loss fails the bench at the end.
+failed=0
+reports=()
+run() {
+  local name=$1
+  shift
+  echo "== $name: chatload $*"
+  local plot=()
+  case " $* " in *" -scenario idle "* | *" -scenario storm "*) ;; *) plot=(-plot "$OUT/$name.png") ;; esac
+  if ! "$load" -quiet -json "$OUT/$name.json" "${plot[@]}" "$@"; then failed=1; fi
+  [ -s "$OUT/$name.json" ] && reports+=("$OUT/$name.json")
+  sleep 2 # let queues drain before the next run
+}
+
+# A warm-up, unreported: the first seconds after a start pay the router's
+# catch-up and the JIT of the broker.
+"$load" -quiet -scenario dm -pairs 50 -rate 1000 -duration 5s -cpu off >/dev/null || true
+
+for rate in $RATES; do
+  run "dm-switchboard-$rate" -scenario dm -pairs 50 -rate "$rate" -duration "$DURATION"
+done
+if [ "$CF" = 1 ]; then
+  if ! curl -fs "http://127.0.0.1:$CF_PORT/health" >/dev/null; then
+    CENTRIFUGO_PORT=$CF_PORT deploy/bench/centrifugo.sh start
+    cf_started=1
+  fi
+  cf=(-target centrifugo -gateways "ws://127.0.0.1:$CF_PORT,ws://127.0.0.1:$((CF_PORT + 1))")
+  "$load" -quiet "${cf[@]}" -scenario dm -pairs 50 -rate 1000 -duration 3s -cpu off >/dev/null || true
+  for rate in $RATES; do
+    run "dm-centrifugo-$rate" "${cf[@]}" -scenario dm -pairs 50 -rate "$rate" -duration "$DURATION"
+  done
+  if [ -n "$cf_started" ]; then
+    CENTRIFUGO_PORT=$CF_PORT deploy/bench/centrifugo.sh stop # before the other runs: it would take CPU
+    cf_started=""
+  fi
+fi
+run public -scenario public -senders 2 -receivers 2000 -rate 50 -duration "$DURATION"
+run sync -scenario sync -pairs 20 -rate 500 -sync-users 16 -sync-convs 1000 -duration "$DURATION"
+run storm -scenario storm -clients 2000 -senders 10 -rate 200 -duration "$DURATION"
+run idle -scenario idle -gateways "ws://127.0.0.1:$GW1_PORT" -conns 5000
+
+"$load" markdown -o BENCHMARKS.md -commit "$(git rev-parse --short HEAD)" "${reports[@]}"
+echo "bench: BENCHMARKS.md rewritten from ${#reports[@]} reports in $OUT"
+exit $failed
