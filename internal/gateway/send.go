@@ -55,10 +55,12 @@ func (c *conn) requestLoop(ctx context.Context) {
 
 // pendingSend is one send on its way through the send path.
 type pendingSend struct {
-	in   *protocol.Inbound
-	req  route.SendRequest
-	plan route.SendPlan
-	err  *protocol.Error
+	in      *protocol.Inbound
+	user    chat.UserID
+	session string
+	req     route.SendRequest
+	plan    route.SendPlan
+	err     *protocol.Error
 	// first is the earlier send of the same batch with the same cid.
 	first *pendingSend
 }
@@ -83,25 +85,16 @@ type sendResult struct {
 
 // sendBatch runs the send path for sends of user made in session ("" for
 // none, as from REST: then every session of the user gets the echo):
-// validate, one Redis round trip, one Kafka produce, then a result for
-// each send, in order. The batch's deadline is ProduceTimeout after its
-// oldest send was read, so a send that waited behind a slow batch is not
-// given a second timeout.
+// validate, then hand the sends to the gateway's committer, which runs
+// them together with the other connections' in one Redis round trip and
+// one Kafka produce, and wait for a result for each send, in order.
 func (s *Server) sendBatch(ctx context.Context, user chat.UserID, session string, batch []*protocol.Inbound) []sendResult {
 	now := time.Now()
-	deadline := now.Add(s.cfg.ProduceTimeout)
-	for _, in := range batch {
-		if !in.Received.IsZero() && in.Received.Add(s.cfg.ProduceTimeout).Before(deadline) {
-			deadline = in.Received.Add(s.cfg.ProduceTimeout)
-		}
-	}
-	sends := make([]*pendingSend, len(batch))
+	job := &sendJob{sends: make([]*pendingSend, len(batch)), done: make(chan struct{})}
 	byCID := make(map[string]*pendingSend, len(batch))
-	var reqs []route.SendRequest
-	var live []*pendingSend
 	for i, in := range batch {
-		p := &pendingSend{in: in}
-		sends[i] = p
+		p := &pendingSend{in: in, user: user, session: session}
+		job.sends[i] = p
 		if prev := byCID[in.CID]; prev != nil {
 			p.first = prev
 			continue
@@ -110,35 +103,15 @@ func (s *Server) sendBatch(ctx context.Context, user chat.UserID, session string
 		if p.req, p.err = s.resolve(user, in); p.err != nil {
 			continue
 		}
-		p.req.ID, p.req.TS = chat.NewMessageID(now), now.UnixMilli()
-		reqs = append(reqs, p.req)
-		live = append(live, p)
+		p.req.ID, p.req.TS, p.req.Session = chat.NewMessageID(now), now.UnixMilli(), session
 	}
+	s.commits.run(ctx, job)
+	return s.answer(job.sends)
+}
 
-	if len(reqs) > 0 && !now.Before(deadline) {
-		failAll(live, protocol.CodeUnavailable, "the message log did not answer in time, retry with the same cid")
-	} else if len(reqs) > 0 {
-		rctx, cancel := context.WithDeadline(ctx, minTime(deadline, now.Add(s.cfg.RedisTimeout)))
-		start := time.Now()
-		plans, gateways, err := s.table.PrepareSends(rctx, reqs)
-		cancel()
-		s.m.redisLatency.Observe(time.Since(start).Seconds())
-		switch {
-		case errors.Is(err, route.ErrNotRestored):
-			failAll(live, protocol.CodeUnavailable, "message store is being restored from the log, retry with the same cid")
-		case err != nil:
-			s.log.Warn("send lookup failed", "err", err)
-			failAll(live, protocol.CodeUnavailable, "message store unavailable, retry with the same cid")
-		default:
-			for i, p := range live {
-				p.plan = plans[i]
-				p.err = refusal(p.req.Conv, p.plan.Refused)
-			}
-			s.produceSends(ctx, user, session, live, gateways, deadline)
-		}
-	}
-
-	var acked []route.Acked
+// answer turns the sends of one batch, through the send path, into their
+// results, and counts them.
+func (s *Server) answer(sends []*pendingSend) []sendResult {
 	results := make([]sendResult, len(sends))
 	for i, p := range sends {
 		src := p
@@ -152,23 +125,12 @@ func (s *Server) sendBatch(ctx context.Context, user chat.UserID, session string
 			results[i].err = &e
 			continue
 		}
-		if p.first == nil && !p.plan.Acked {
-			acked = append(acked, route.Acked{From: user, CID: p.in.CID, Plan: p.plan})
-		}
 		result := "ok"
 		if src.plan.Dup || p.first != nil {
 			result = "duplicate"
 		}
 		s.m.sends.WithLabelValues(result).Inc()
 		results[i].sent = protocol.Sent{CID: p.in.CID, ID: src.plan.ID, Conv: src.req.Conv, Seq: src.plan.Seq, TS: src.plan.TS}
-	}
-	if len(acked) > 0 {
-		rctx, cancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
-		if err := s.table.MarkAcked(rctx, acked); err != nil {
-			// Harmless: a retry of these cids rewrites the same id and seq.
-			s.log.Warn("mark acked failed", "err", err)
-		}
-		cancel()
 	}
 	return results
 }
@@ -204,14 +166,16 @@ func recipients(from, to chat.UserID) []chat.UserID {
 }
 
 // produceSends writes the chat-log record and the delivery copies of every
-// send not yet known to be in Kafka, in one acknowledged produce.
-func (s *Server) produceSends(ctx context.Context, user chat.UserID, session string, sends []*pendingSend, gateways []chat.ServerID, deadline time.Time) {
+// send not yet known to be in Kafka, in one acknowledged produce, and
+// returns the sends it wrote.
+func (s *Server) produceSends(ctx context.Context, sends []*pendingSend, gateways []chat.ServerID, deadline time.Time) []*pendingSend {
 	var recs []kafkabus.Record
 	var produced []*pendingSend
 	for _, p := range sends {
 		if p.plan.Acked || p.err != nil {
 			continue
 		}
+		user, session := p.user, p.session
 		produced = append(produced, p)
 		m := &chat.Message{
 			ID: p.plan.ID, Conv: p.req.Conv, Seq: p.plan.Seq, From: user, Body: p.in.Body, TS: p.plan.TS, CID: p.in.CID,
@@ -252,7 +216,7 @@ func (s *Server) produceSends(ctx context.Context, user chat.UserID, session str
 		}
 	}
 	if len(recs) == 0 {
-		return
+		return nil
 	}
 	pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
@@ -262,7 +226,9 @@ func (s *Server) produceSends(ctx context.Context, user chat.UserID, session str
 	if err != nil {
 		s.log.Warn("produce failed", "err", err, "records", len(recs))
 		failAll(produced, protocol.CodeUnavailable, "message log unavailable, retry with the same cid")
+		return nil
 	}
+	return produced
 }
 
 // refusal is the answer to a group send the send path refused.

@@ -251,6 +251,9 @@ type Server struct {
 	sendLimits *sendLimits
 
 	forwards chan forward // to forwardLoop
+	commits  *committer   // the send path's group commit
+	// largeSyncs bounds the large syncs reading their state at once.
+	largeSyncs chan struct{}
 
 	draining atomic.Bool
 	conns    sync.WaitGroup // every conn.run
@@ -286,26 +289,28 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("HTTP_ADDR %s: %w", cfg.Addr, err)
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      deps.Logger.With("server", cfg.ServerID),
-		gatherer: gatherer,
-		table:    route.New(deps.Redis, deps.Route),
-		store:    store.New(deps.Redis, store.Config{Prefix: deps.Route.Prefix}),
-		logRead:  logRead,
-		admin:    kadmin,
-		producer: producer,
-		kafka:    deps.Kafka,
-		identity: deps.Identity,
-		hub:      newHub(),
-		groups:   newGroupIndex(),
-		admit:    newBucket(cfg.ConnectRate, cfg.ConnectBurst),
-		origins:  newOriginMatcher(cfg.AllowedOrigins),
-		forwards: make(chan forward, forwardQueue),
-		started:  time.Now(),
+		cfg:        cfg,
+		log:        deps.Logger.With("server", cfg.ServerID),
+		gatherer:   gatherer,
+		table:      route.New(deps.Redis, deps.Route),
+		store:      store.New(deps.Redis, store.Config{Prefix: deps.Route.Prefix}),
+		logRead:    logRead,
+		admin:      kadmin,
+		producer:   producer,
+		kafka:      deps.Kafka,
+		identity:   deps.Identity,
+		hub:        newHub(),
+		groups:     newGroupIndex(),
+		admit:      newBucket(cfg.ConnectRate, cfg.ConnectBurst),
+		origins:    newOriginMatcher(cfg.AllowedOrigins),
+		forwards:   make(chan forward, forwardQueue),
+		largeSyncs: make(chan struct{}, maxLargeSyncs),
+		started:    time.Now(),
 
 		sendLimits: newSendLimits(cfg.MessageRate, cfg.MessageBurst),
 	}
 	s.relay = relay.New(s.table, producer)
+	s.commits = newCommitter(s)
 	s.history = history.New(s.store, logRead)
 	s.m = newMetrics(reg, func() float64 {
 		if c := s.consumer.Load(); c != nil {
@@ -399,8 +404,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	bg, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(6)
+	wg.Add(7)
 	serveErr := make(chan error, 1)
+	go func() { defer wg.Done(); s.commits.loop(bg) }()
 	go func() { defer wg.Done(); serveErr <- srv.Serve(s.ln) }()
 	go func() { defer wg.Done(); _ = s.adminSrv.Run(bg) }()
 	go func() { defer wg.Done(); s.heartbeatLoop(bg) }()

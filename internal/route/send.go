@@ -24,6 +24,10 @@ type SendRequest struct {
 	// ID and TS are used when the cid is new.
 	ID string
 	TS int64
+	// Session is the sender's session that sent it ("" for none): it has
+	// the message already, so a gateway where the sender has no other
+	// session gets no copy for the sender.
+	Session string
 }
 
 // SendPlan is what the send path needs to produce a message.
@@ -74,20 +78,28 @@ return v
 // gateways of its recipients, all in one Redis round trip. It also returns
 // the live gateways (the targets of a public send).
 func (t *Table) PrepareSends(ctx context.Context, reqs []SendRequest) ([]SendPlan, []chat.ServerID, error) {
-	plans, live, err := t.prepareSends(ctx, reqs)
+	return t.PrepareSendsMarking(ctx, reqs, nil)
+}
+
+// PrepareSendsMarking is PrepareSends that also records, in the same round
+// trip, that the messages of earlier sends are in Kafka (as MarkAcked
+// does): a gateway's next batch carries the acknowledgements of the last.
+func (t *Table) PrepareSendsMarking(ctx context.Context, reqs []SendRequest, acked []Acked) ([]SendPlan, []chat.ServerID, error) {
+	plans, live, err := t.prepareSends(ctx, reqs, acked)
 	if err != nil && isNoScript(err) {
 		// Redis lost its script cache (restart, SCRIPT FLUSH): load and retry once.
 		if lerr := dedupeSeq.Load(ctx, t.rdb).Err(); lerr != nil {
 			return nil, nil, fmt.Errorf("prepare sends: load script: %w", lerr)
 		}
-		plans, live, err = t.prepareSends(ctx, reqs)
+		plans, live, err = t.prepareSends(ctx, reqs, acked)
 	}
 	return plans, live, err
 }
 
-func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest) ([]SendPlan, []chat.ServerID, error) {
+func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest, acked []Acked) ([]SendPlan, []chat.ServerID, error) {
 	ttl := strconv.FormatInt(t.cfg.DedupeTTL.Milliseconds(), 10)
 	pipe := t.rdb.Pipeline()
+	t.queueAcked(ctx, pipe, acked)
 	dedupe := make([]*redis.Cmd, len(reqs))
 	sessions := make(map[chat.UserID]*redis.MapStringStringCmd)
 	groups := make(map[chat.ConvID]*redis.StringSliceCmd)
@@ -140,7 +152,7 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest) ([]SendPla
 				p.Targets[gw] = nil
 			}
 		case len(r.Recipients) > 0:
-			p.Targets = targets(r.Recipients, sessions, isLive)
+			p.Targets = targets(r.Recipients, sessions, isLive, r.From, r.Session)
 		}
 		plans[i] = p
 	}
@@ -183,14 +195,19 @@ func (t *Table) MarkAcked(ctx context.Context, sends []Acked) error {
 		return nil
 	}
 	pipe := t.rdb.Pipeline()
-	for _, s := range sends {
-		rec := s.Plan.ID + "|" + strconv.FormatInt(s.Plan.Seq, 10) + "|" + strconv.FormatInt(s.Plan.TS, 10) + "|a"
-		pipe.SetArgs(ctx, t.dedupeKey(s.From, s.CID), rec, redis.SetArgs{Mode: "XX", KeepTTL: true})
-	}
+	t.queueAcked(ctx, pipe, sends)
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return fmt.Errorf("mark acked: %w", err)
 	}
 	return nil
+}
+
+// queueAcked queues the dedupe records of sends, now acknowledged.
+func (t *Table) queueAcked(ctx context.Context, pipe redis.Pipeliner, sends []Acked) {
+	for _, s := range sends {
+		rec := s.Plan.ID + "|" + strconv.FormatInt(s.Plan.Seq, 10) + "|" + strconv.FormatInt(s.Plan.TS, 10) + "|a"
+		pipe.SetArgs(ctx, t.dedupeKey(s.From, s.CID), rec, redis.SetArgs{Mode: "XX", KeepTTL: true})
+	}
 }
 
 // RestoreDedupe records m's (sender, cid) as acknowledged, as the send path

@@ -149,7 +149,7 @@ func (t *Table) Locate(ctx context.Context, users []chat.UserID) (map[chat.Serve
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("locate: %w", err)
 	}
-	return targets(users, sessions, liveSet(live.Val())), nil
+	return targets(users, sessions, liveSet(live.Val()), "", ""), nil
 }
 
 func liveSet(ids []string) map[chat.ServerID]bool {
@@ -160,8 +160,9 @@ func liveSet(ids []string) map[chat.ServerID]bool {
 	return out
 }
 
-// targets groups users by the live gateways their sessions are on.
-func targets(users []chat.UserID, sessions map[chat.UserID]*redis.MapStringStringCmd, live map[chat.ServerID]bool) map[chat.ServerID][]chat.UserID {
+// targets groups users by the live gateways their sessions are on,
+// leaving out session skip of user from (the session that sent).
+func targets(users []chat.UserID, sessions map[chat.UserID]*redis.MapStringStringCmd, live map[chat.ServerID]bool, from chat.UserID, skip string) map[chat.ServerID][]chat.UserID {
 	out := make(map[chat.ServerID][]chat.UserID)
 	done := make(map[chat.UserID]bool, len(users))
 	for _, u := range users {
@@ -170,7 +171,10 @@ func targets(users []chat.UserID, sessions map[chat.UserID]*redis.MapStringStrin
 		}
 		done[u] = true
 		seen := map[chat.ServerID]bool{}
-		for _, s := range sessions[u].Val() {
+		for sess, s := range sessions[u].Val() {
+			if u == from && sess == skip {
+				continue
+			}
 			sid := chat.ServerID(s)
 			if live[sid] && !seen[sid] {
 				seen[sid] = true

@@ -1,0 +1,223 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/switchboard-chat/switchboard/internal/protocol"
+	"github.com/switchboard-chat/switchboard/internal/route"
+)
+
+// maxCommitSends bounds the sends one commit takes (from every connection
+// together): one Redis round trip and one Kafka produce.
+const maxCommitSends = 1024
+
+// sendJob is one connection's (or one REST request's) batch of sends,
+// validated, waiting for the committer.
+type sendJob struct {
+	sends []*pendingSend
+	done  chan struct{} // closed once every send has its plan or error
+}
+
+// committer runs the send path of the whole gateway as a group commit:
+// the batches that arrive while a commit is being prepared are taken
+// together, so the number of Redis round trips grows with the rate of
+// commits, not with the number of connections sending.
+//
+// One loop prepares the commits, one at a time (dedupe, seqs and routes
+// in one pipelined round trip, which also carries the acknowledgements of
+// earlier commits); each prepared commit then produces to Kafka on a
+// goroutine of its own, so the next commit is prepared while the last is
+// being acknowledged (the producer batches concurrent produces per
+// partition). A connection has at most one batch in the committer (its
+// request loop waits for the answers), so its sends stay in order.
+type committer struct {
+	s    *Server
+	jobs chan *sendJob
+	// acked are sends whose messages Kafka acknowledged, to be recorded
+	// with the next prepare (or on their own when no commit follows soon).
+	mu    sync.Mutex
+	acked []route.Acked
+	poke  chan struct{} // there are acked sends to record
+	stop  chan struct{} // closed when the loop has exited
+	// flights are the produces in progress; the loop waits for them when
+	// it stops.
+	flights sync.WaitGroup
+}
+
+func newCommitter(s *Server) *committer {
+	// jobs is unbuffered: a job is either taken by the loop or refused
+	// once it has stopped, never left behind in a buffer.
+	return &committer{s: s, jobs: make(chan *sendJob), poke: make(chan struct{}, 1), stop: make(chan struct{})}
+}
+
+// run hands job to the committer and waits until every send of it has an
+// answer. Once the committer has stopped (the gateway is shutting down),
+// the sends are refused as unavailable.
+func (c *committer) run(ctx context.Context, job *sendJob) {
+	if !job.pending() {
+		return
+	}
+	select {
+	case c.jobs <- job:
+		<-job.done
+	case <-c.stop:
+		failAll(job.live(), protocol.CodeUnavailable, "the gateway is shutting down, retry with the same cid")
+	}
+}
+
+// pending reports whether some send of the job needs the send path.
+func (j *sendJob) pending() bool { return len(j.live()) > 0 }
+
+// live returns the job's sends that go through the send path: the first
+// of each cid, valid.
+func (j *sendJob) live() []*pendingSend {
+	var out []*pendingSend
+	for _, p := range j.sends {
+		if p.first == nil && p.err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// loop prepares commits until ctx ends, then waits for the produces in
+// flight and records their acknowledgements.
+func (c *committer) loop(ctx context.Context) {
+	defer close(c.stop)
+	for {
+		var batch []*sendJob // new each time: the commit's goroutine keeps it
+		select {
+		case <-ctx.Done():
+			c.flights.Wait()
+			c.flushAcked(context.WithoutCancel(ctx))
+			return
+		case j := <-c.jobs:
+			batch = append(batch, j)
+		case <-c.poke:
+			// Acknowledgements with no commit to ride: record them unless
+			// a commit is waiting.
+			select {
+			case j := <-c.jobs:
+				batch = append(batch, j)
+			default:
+				c.flushAcked(ctx)
+				continue
+			}
+		}
+		n := len(batch[0].sends)
+	more:
+		for n < maxCommitSends {
+			select {
+			case j := <-c.jobs:
+				batch = append(batch, j)
+				n += len(j.sends)
+			default:
+				break more
+			}
+		}
+		c.commit(ctx, batch)
+	}
+}
+
+// commit prepares the sends of jobs in one round trip, then produces them
+// on a goroutine that answers the jobs.
+func (c *committer) commit(ctx context.Context, jobs []*sendJob) {
+	s := c.s
+	now := time.Now()
+	deadline := now.Add(s.cfg.ProduceTimeout)
+	var live []*pendingSend
+	var reqs []route.SendRequest
+	for _, j := range jobs {
+		for _, p := range j.live() {
+			// A send reaches Kafka (or fails) within ProduceTimeout of its
+			// arrival, whatever it waited for: a restore relies on it.
+			if !p.in.Received.IsZero() {
+				deadline = minTime(deadline, p.in.Received.Add(s.cfg.ProduceTimeout))
+			}
+			live = append(live, p)
+			reqs = append(reqs, p.req)
+		}
+	}
+	finish := func() {
+		for _, j := range jobs {
+			close(j.done)
+		}
+	}
+	if !now.Before(deadline) {
+		failAll(live, protocol.CodeUnavailable, "the message log did not answer in time, retry with the same cid")
+		finish()
+		return
+	}
+	c.mu.Lock()
+	acked := c.acked
+	c.acked = nil
+	c.mu.Unlock()
+	rctx, cancel := context.WithDeadline(ctx, minTime(deadline, now.Add(s.cfg.RedisTimeout)))
+	start := time.Now()
+	plans, gateways, err := s.table.PrepareSendsMarking(rctx, reqs, acked)
+	cancel()
+	s.m.redisLatency.Observe(time.Since(start).Seconds())
+	switch {
+	case errors.Is(err, route.ErrNotRestored):
+		failAll(live, protocol.CodeUnavailable, "message store is being restored from the log, retry with the same cid")
+	case err != nil:
+		s.log.Warn("send lookup failed", "err", err)
+		failAll(live, protocol.CodeUnavailable, "message store unavailable, retry with the same cid")
+	}
+	if err != nil {
+		// The acknowledgements are harmless to lose (a retry of these
+		// cids rewrites the same id and seq), but try them again.
+		c.addAcked(acked)
+		finish()
+		return
+	}
+	for i, p := range live {
+		p.plan = plans[i]
+		p.err = refusal(p.req.Conv, p.plan.Refused)
+	}
+	c.flights.Add(1)
+	go func() {
+		defer c.flights.Done()
+		produced := s.produceSends(ctx, live, gateways, deadline)
+		finish()
+		done := make([]route.Acked, 0, len(produced))
+		for _, p := range produced {
+			done = append(done, route.Acked{From: p.user, CID: p.in.CID, Plan: p.plan})
+		}
+		c.addAcked(done)
+	}()
+}
+
+// addAcked queues acknowledgements for the next prepare and wakes the loop.
+func (c *committer) addAcked(a []route.Acked) {
+	if len(a) == 0 {
+		return
+	}
+	c.mu.Lock()
+	c.acked = append(c.acked, a...)
+	c.mu.Unlock()
+	select {
+	case c.poke <- struct{}{}:
+	default:
+	}
+}
+
+// flushAcked records the queued acknowledgements on their own.
+func (c *committer) flushAcked(ctx context.Context) {
+	c.mu.Lock()
+	acked := c.acked
+	c.acked = nil
+	c.mu.Unlock()
+	if len(acked) == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.s.cfg.RedisTimeout)
+	defer cancel()
+	if err := c.s.table.MarkAcked(rctx, acked); err != nil {
+		// Harmless: a retry of these cids rewrites the same id and seq.
+		c.s.log.Warn("mark acked failed", "err", err)
+	}
+}
