@@ -44,7 +44,11 @@ func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound)
 	if convs == nil {
 		return
 	}
-	s.waitSeqs(ctx, c, convs)
+	tops, marks, err := s.syncState(ctx, c, convs)
+	if err != nil {
+		s.syncFailed(c, err)
+		return
+	}
 	latest := make(map[chat.ConvID]int64, len(convs))
 	var truncated map[chat.ConvID]int64
 	batch := 0
@@ -59,11 +63,7 @@ func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound)
 		return true
 	}
 	for _, conv := range convs {
-		top, err := s.store.Latest(ctx, conv)
-		if err != nil {
-			s.syncFailed(c, err)
-			return
-		}
+		top := tops[conv]
 		since, named := in.Since[conv]
 		latest[conv] = max(top, since)
 		if !named {
@@ -105,7 +105,7 @@ func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound)
 			after = p.Next
 		}
 	}
-	if !s.syncMarks(ctx, c, convs) {
+	if !s.syncMarks(ctx, c, convs, marks) {
 		return
 	}
 	c.enqueue(protocol.EncodeSynced(protocol.Synced{Convs: latest, Truncated: truncated}), essential)
@@ -114,15 +114,28 @@ func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound)
 
 // syncConvs lists the conversations a sync covers: those named in since
 // that the user belongs to, and unless only is set, every conversation of
-// the user (public first). nil means the sync failed and was answered.
+// the user (public first). Group memberships are read in one round trip.
+// nil means the sync failed and was answered.
 func (s *Server) syncConvs(ctx context.Context, c *conn, in *protocol.Inbound) []chat.ConvID {
-	var convs []chat.ConvID
+	var candidates, groups []chat.ConvID
 	seen := make(map[chat.ConvID]bool)
 	add := func(conv chat.ConvID) {
-		if !seen[conv] && s.access(ctx, c.user, conv) == nil {
-			seen[conv] = true
-			convs = append(convs, conv)
+		if seen[conv] {
+			return
 		}
+		seen[conv] = true
+		switch conv.Kind() {
+		case chat.KindPublic:
+		case chat.KindDirect:
+			if _, ok := conv.Peer(c.user); !ok {
+				return
+			}
+		case chat.KindGroup:
+			groups = append(groups, conv)
+		default:
+			return
+		}
+		candidates = append(candidates, conv)
 	}
 	if !in.Only {
 		add(chat.Public)
@@ -138,8 +151,19 @@ func (s *Server) syncConvs(ctx context.Context, c *conn, in *protocol.Inbound) [
 	for conv := range in.Since {
 		add(conv)
 	}
-	if convs == nil {
-		convs = []chat.ConvID{}
+	member := map[chat.ConvID]chat.Role{}
+	if len(groups) > 0 {
+		var err error
+		if member, _, err = s.store.Memberships(ctx, groups, c.user); err != nil {
+			s.syncFailed(c, err)
+			return nil
+		}
+	}
+	convs := []chat.ConvID{}
+	for _, conv := range candidates {
+		if conv.Kind() != chat.KindGroup || member[conv] != "" {
+			convs = append(convs, conv)
+		}
 	}
 	return convs
 }
@@ -181,32 +205,48 @@ func (s *Server) waitApplied(ctx context.Context, c *conn) bool {
 }
 
 // waitSeqs waits (at most SyncSeqWait) until the views hold the highest seq
-// each conversation has handed out. A send that looked its recipients up
-// before this session was registered may still be on its way to the log;
-// waiting for its seq makes this sync return it. A seq whose send failed
-// never arrives, hence the short bound.
-func (s *Server) waitSeqs(ctx context.Context, c *conn, convs []chat.ConvID) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncSeqWait)
-	defer cancel()
-	want, err := s.table.Seqs(ctx, convs)
+// each conversation has handed out, and returns the highest seq the views
+// hold of each. A send that looked its recipients up before this session
+// was registered may still be on its way to the log; waiting for its seq
+// makes this sync return it. A seq whose send failed never arrives, hence
+// the short bound. Every poll is one round trip for all the
+// conversations still short.
+func (s *Server) waitSeqs(ctx context.Context, c *conn, convs []chat.ConvID) (map[chat.ConvID]int64, error) {
+	tops, err := s.store.LatestMany(ctx, convs)
 	if err != nil {
-		return
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.SyncSeqWait)
+	defer cancel()
+	want, err := s.table.Seqs(wctx, convs)
+	if err != nil {
+		return tops, nil
 	}
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
-	for conv, seq := range want {
-		for {
-			top, err := s.store.Latest(ctx, conv)
-			if err != nil || top >= seq {
-				break
+	for {
+		var short []chat.ConvID
+		for _, conv := range convs {
+			if tops[conv] < want[conv] {
+				short = append(short, conv)
 			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-c.closing:
-				return
-			case <-t.C:
-			}
+		}
+		if len(short) == 0 {
+			return tops, nil
+		}
+		select {
+		case <-wctx.Done():
+			return tops, nil
+		case <-c.closing:
+			return tops, nil
+		case <-t.C:
+		}
+		now, err := s.store.LatestMany(wctx, short)
+		if err != nil {
+			return tops, nil
+		}
+		for conv, top := range now {
+			tops[conv] = max(tops[conv], top)
 		}
 	}
 }
@@ -240,9 +280,45 @@ func (c *conn) waitRoom(n int) bool {
 	return true
 }
 
+// largeSync is the number of conversations from which a sync's state
+// reads take one of the gateway's maxLargeSyncs slots: the Redis work of
+// a sync grows with the user's conversations, so a few large syncs run at
+// a time (their users wait; everyone else's sends and syncs do not).
+const (
+	largeSync     = 100
+	maxLargeSyncs = 2
+)
+
+// syncState reads, in a bounded number of round trips whatever the number
+// of conversations, the highest seq the views hold of each (waiting for
+// the seqs already handed out, see waitSeqs) and the receipt marks of the
+// direct ones.
+func (s *Server) syncState(ctx context.Context, c *conn, convs []chat.ConvID) (map[chat.ConvID]int64, map[chat.ConvID][]chat.Receipt, error) {
+	if len(convs) >= largeSync {
+		select {
+		case s.largeSyncs <- struct{}{}:
+			defer func() { <-s.largeSyncs }()
+		case <-c.closing:
+			return nil, nil, context.Canceled
+		}
+	}
+	tops, err := s.waitSeqs(ctx, c, convs)
+	if err != nil {
+		return nil, nil, err
+	}
+	var direct []chat.ConvID
+	for _, conv := range convs {
+		if conv.Kind() == chat.KindDirect {
+			direct = append(direct, conv)
+		}
+	}
+	marks, err := s.store.ReceiptsMany(ctx, direct)
+	return tops, marks, err
+}
+
 // syncMarks sends the other members' receipts in the direct conversations
-// among convs, and the presence of those members.
-func (s *Server) syncMarks(ctx context.Context, c *conn, convs []chat.ConvID) bool {
+// among convs (read by syncState), and the presence of those members.
+func (s *Server) syncMarks(ctx context.Context, c *conn, convs []chat.ConvID, all map[chat.ConvID][]chat.Receipt) bool {
 	var peers []chat.UserID
 	for _, conv := range convs {
 		peer, ok := conv.Peer(c.user)
@@ -250,11 +326,7 @@ func (s *Server) syncMarks(ctx context.Context, c *conn, convs []chat.ConvID) bo
 			continue
 		}
 		peers = append(peers, peer)
-		marks, err := s.store.Receipts(ctx, conv)
-		if err != nil {
-			s.syncFailed(c, err)
-			return false
-		}
+		marks := all[conv]
 		for i := range marks {
 			if !c.waitRoom(1) {
 				return false

@@ -20,13 +20,30 @@ import (
 // group does not exist (its members hash always holds the owner), role is
 // "" when u is not a member. One round trip.
 func (s *Store) Membership(ctx context.Context, conv chat.ConvID, u chat.UserID) (role chat.Role, exists bool, err error) {
-	pipe := s.rdb.Pipeline()
-	get := pipe.HGet(ctx, s.MembersKey(conv), string(u))
-	n := pipe.Exists(ctx, s.MembersKey(conv))
-	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+	roles, ex, err := s.Memberships(ctx, []chat.ConvID{conv}, u)
+	if err != nil {
 		return "", false, fmt.Errorf("membership %s: %w", conv, err)
 	}
-	return chat.Role(get.Val()), n.Val() == 1, nil
+	return roles[conv], ex[conv], nil
+}
+
+// Memberships is Membership of u for many groups in one round trip.
+func (s *Store) Memberships(ctx context.Context, convs []chat.ConvID, u chat.UserID) (roles map[chat.ConvID]chat.Role, exists map[chat.ConvID]bool, err error) {
+	pipe := s.rdb.Pipeline()
+	gets := make([]*redis.StringCmd, len(convs))
+	ns := make([]*redis.IntCmd, len(convs))
+	for i, c := range convs {
+		gets[i] = pipe.HGet(ctx, s.MembersKey(c), string(u))
+		ns[i] = pipe.Exists(ctx, s.MembersKey(c))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, nil, fmt.Errorf("memberships: %w", err)
+	}
+	roles, exists = make(map[chat.ConvID]chat.Role, len(convs)), make(map[chat.ConvID]bool, len(convs))
+	for i, c := range convs {
+		roles[c], exists[c] = chat.Role(gets[i].Val()), ns[i].Val() == 1
+	}
+	return roles, exists, nil
 }
 
 // MessageIndexKey is the hash that maps message ids to their conversation

@@ -329,3 +329,24 @@ func (s *Store) Trimmed(ctx context.Context, conv chat.ConvID) (int64, error) {
 	}
 	return n, nil
 }
+
+// LatestMany is Latest for many conversations in one round trip.
+func (s *Store) LatestMany(ctx context.Context, convs []chat.ConvID) (map[chat.ConvID]int64, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.ZSliceCmd, len(convs))
+	for i, c := range convs {
+		cmds[i] = pipe.ZRangeWithScores(ctx, s.key("hist", string(c)), -1, -1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("latest: %w", err)
+	}
+	out := make(map[chat.ConvID]int64, len(convs))
+	for i, c := range convs {
+		if zs := cmds[i].Val(); len(zs) > 0 {
+			out[c] = int64(zs[0].Score)
+		} else {
+			out[c] = 0
+		}
+	}
+	return out, nil
+}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/switchboard-chat/switchboard/internal/chat"
 )
 
@@ -46,18 +48,36 @@ func (s *Store) ApplyReceipt(ctx context.Context, r *chat.Receipt, pos Position)
 // Receipts returns every member's marks in conv: one receipt per user and
 // status that has one.
 func (s *Store) Receipts(ctx context.Context, conv chat.ConvID) ([]chat.Receipt, error) {
-	vals, err := s.rdb.HGetAll(ctx, s.key("rcpt", string(conv))).Result()
-	if err != nil {
-		return nil, fmt.Errorf("receipts %s: %w", conv, err)
+	all, err := s.ReceiptsMany(ctx, []chat.ConvID{conv})
+	return all[conv], err
+}
+
+// ReceiptsMany is Receipts for many conversations in one round trip.
+func (s *Store) ReceiptsMany(ctx context.Context, convs []chat.ConvID) (map[chat.ConvID][]chat.Receipt, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(convs))
+	for i, c := range convs {
+		cmds[i] = pipe.HGetAll(ctx, s.key("rcpt", string(c)))
 	}
-	out := make([]chat.Receipt, 0, len(vals))
-	for k, v := range vals {
-		user, status, ok := strings.Cut(k, "|")
-		seq, err := strconv.ParseInt(v, 10, 64)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("receipts %s: corrupt field %q=%q", conv, k, v)
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("receipts: %w", err)
+	}
+	out := make(map[chat.ConvID][]chat.Receipt, len(convs))
+	for i, conv := range convs {
+		vals := cmds[i].Val()
+		if len(vals) == 0 {
+			continue
 		}
-		out = append(out, chat.Receipt{Conv: conv, User: chat.UserID(user), Seq: seq, Status: status})
+		marks := make([]chat.Receipt, 0, len(vals))
+		for k, v := range vals {
+			user, status, ok := strings.Cut(k, "|")
+			seq, err := strconv.ParseInt(v, 10, 64)
+			if !ok || err != nil {
+				return nil, fmt.Errorf("receipts %s: corrupt field %q=%q", conv, k, v)
+			}
+			marks = append(marks, chat.Receipt{Conv: conv, User: chat.UserID(user), Seq: seq, Status: status})
+		}
+		out[conv] = marks
 	}
 	return out, nil
 }
