@@ -166,6 +166,14 @@ func isScriptRefusal(err error) bool {
 	return strings.Contains(msg, "NOTRESTORED") || strings.Contains(msg, "NOTMEMBER") || strings.Contains(msg, "NOGROUP")
 }
 
+// The dedupe record of a (user, cid) is "id|seq|ts|state", state p
+// (pending: taken by dedupeSeq, which builds it in Lua) or a (the message
+// is in Kafka). This file owns the format: ackedRecord builds the
+// acknowledged form, parseDedupe reads both.
+func ackedRecord(id string, seq, ts int64) string {
+	return id + "|" + strconv.FormatInt(seq, 10) + "|" + strconv.FormatInt(ts, 10) + "|a"
+}
+
 // parseDedupe parses "id|seq|ts|state".
 func parseDedupe(rec string) (SendPlan, error) {
 	f := strings.Split(rec, "|")
@@ -205,8 +213,7 @@ func (t *Table) MarkAcked(ctx context.Context, sends []Acked) error {
 // queueAcked queues the dedupe records of sends, now acknowledged.
 func (t *Table) queueAcked(ctx context.Context, pipe redis.Pipeliner, sends []Acked) {
 	for _, s := range sends {
-		rec := s.Plan.ID + "|" + strconv.FormatInt(s.Plan.Seq, 10) + "|" + strconv.FormatInt(s.Plan.TS, 10) + "|a"
-		pipe.SetArgs(ctx, t.dedupeKey(s.From, s.CID), rec, redis.SetArgs{Mode: "XX", KeepTTL: true})
+		pipe.SetArgs(ctx, t.dedupeKey(s.From, s.CID), ackedRecord(s.Plan.ID, s.Plan.Seq, s.Plan.TS), redis.SetArgs{Mode: "XX", KeepTTL: true})
 	}
 }
 

@@ -64,7 +64,12 @@ func (t *Table) dedupeKey(u chat.UserID, cid string) string {
 
 // SeqKey returns the key of conversation c's seq counter. The router raises
 // it from the log, so it survives a Redis rebuild.
-func (t *Table) SeqKey(c chat.ConvID) string { return t.cfg.Prefix + "seq:" + string(c) }
+func (t *Table) SeqKey(c chat.ConvID) string { return SeqKey(t.cfg.Prefix, c) }
+
+// SeqKey is the key of conversation c's seq counter under prefix. The send
+// path takes seqs from it (INCR, here); the store's apply scripts raise it
+// to the highest seq logged. Both use this definition.
+func SeqKey(prefix string, c chat.ConvID) string { return prefix + "seq:" + string(c) }
 
 // Heartbeat registers gateway s as live for one lease from now. It reports
 // whether s was not registered before (first start, or its registration
@@ -375,7 +380,7 @@ func (t *Table) RestoreDedupes(ctx context.Context, msgs []*chat.Message) error 
 		left := t.cfg.DedupeTTL - now.Sub(time.UnixMilli(m.TS))
 		if m.CID != "" && left > 0 {
 			keys = append(keys, t.dedupeKey(m.From, m.CID))
-			args = append(args, m.ID+"|"+strconv.FormatInt(m.Seq, 10)+"|"+strconv.FormatInt(m.TS, 10)+"|a", max(left.Milliseconds(), 1))
+			args = append(args, ackedRecord(m.ID, m.Seq, m.TS), max(left.Milliseconds(), 1))
 		}
 		if len(keys) == cap(keys) || i == len(msgs)-1 && len(keys) > 0 {
 			restoreDedupes.EvalSha(ctx, pipe, keys, args...)

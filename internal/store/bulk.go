@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/route"
 )
 
 // Bulk is the fast path of a rebuild: it aggregates a bounded chunk of
@@ -353,7 +354,7 @@ func (b *Bulk) writeConv(p *pipe, conv chat.ConvID, cc *convChunk) error {
 	for f, v := range cc.marks {
 		args = append(args, f, v)
 	}
-	keys := []string{s.key("hist", c), s.key("msg", c), s.key("seq", c), s.key("trim", c), s.key("rcpt", c)}
+	keys := []string{s.key("hist", c), s.key("msg", c), route.SeqKey(s.cfg.Prefix, conv), s.key("trim", c), s.key("rcpt", c)}
 	seqs := make([]int64, 0, len(cc.index))
 	for seq := range cc.index {
 		seqs = append(seqs, seq)

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/route"
 )
 
 // Config configures a Store. Zero fields take the documented defaults.
@@ -110,7 +111,7 @@ func (s *Store) ApplyMessage(ctx context.Context, m *chat.Message, pos Position)
 		return false, fmt.Errorf("apply %s: %w", m.ID, err)
 	}
 	conv := string(m.Conv)
-	keys := []string{s.key("hist", conv), s.key("msg", conv), s.key("seq", conv), s.key("applied", pos.Topic), s.key("trim", conv),
+	keys := []string{s.key("hist", conv), s.key("msg", conv), route.SeqKey(s.cfg.Prefix, m.Conv), s.key("applied", pos.Topic), s.key("trim", conv),
 		s.IndexKey(m.Conv, m.Seq), s.MessageIndexKey(m.ID)}
 	if a, b, ok := m.Conv.Members(); ok {
 		keys = append(keys, s.key("convs", string(a)))

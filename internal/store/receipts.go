@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/route"
 )
 
 // applyReceipt raises a member's cumulative marks in rcpt:<conv> (fields
@@ -37,7 +38,7 @@ return 1
 func (s *Store) ApplyReceipt(ctx context.Context, r *chat.Receipt, pos Position) error {
 	part, next := posArgs(pos)
 	err := applyReceipt.Run(ctx, s.rdb,
-		[]string{s.key("rcpt", string(r.Conv)), s.key("applied", pos.Topic), s.key("seq", string(r.Conv))},
+		[]string{s.key("rcpt", string(r.Conv)), s.key("applied", pos.Topic), route.SeqKey(s.cfg.Prefix, r.Conv)},
 		string(r.User), r.Seq, r.Status, r.TS, part, next).Err()
 	if err != nil {
 		return fmt.Errorf("apply receipt %s/%s: %w", r.Conv, r.User, err)
