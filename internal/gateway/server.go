@@ -254,6 +254,9 @@ type Server struct {
 	commits  *committer   // the send path's group commit
 	// largeSyncs bounds the large syncs reading their state at once.
 	largeSyncs chan struct{}
+	// logEnd and logApplied are chat-log's end offsets and how far the
+	// views applied it, read once for all the syncs waiting.
+	logEnd, logApplied *coalesced[map[int]int64]
 
 	draining atomic.Bool
 	conns    sync.WaitGroup // every conn.run
@@ -311,6 +314,16 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.relay = relay.New(s.table, producer)
 	s.commits = newCommitter(s)
+	s.logEnd = newCoalesced(func(ctx context.Context) (map[int]int64, error) {
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncWait)
+		defer cancel()
+		return s.admin.EndOffsets(ctx, s.cfg.ChatLogTopic)
+	})
+	s.logApplied = newCoalesced(func(ctx context.Context) (map[int]int64, error) {
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
+		defer cancel()
+		return s.store.Applied(ctx, s.cfg.ChatLogTopic)
+	})
 	s.history = history.New(s.store, logRead)
 	s.m = newMetrics(reg, func() float64 {
 		if c := s.consumer.Load(); c != nil {

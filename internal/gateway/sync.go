@@ -177,11 +177,13 @@ func (s *Server) syncFailed(c *conn, err error) {
 }
 
 // waitApplied waits until the views hold everything the log held when it
-// was called, or SyncWait passes; it reports whether they caught up.
+// was called, or SyncWait passes; it reports whether they caught up. The
+// syncs waiting at the same time share their reads of the log's end and
+// of the views' progress (see coalesced).
 func (s *Server) waitApplied(ctx context.Context, c *conn) bool {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncWait)
 	defer cancel()
-	end, err := s.admin.EndOffsets(ctx, s.cfg.ChatLogTopic)
+	end, err := s.logEnd.get(ctx)
 	if err != nil {
 		s.log.Warn("sync: end offsets", "err", err)
 		return false
@@ -189,7 +191,7 @@ func (s *Server) waitApplied(ctx context.Context, c *conn) bool {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
-		applied, err := s.store.Applied(ctx, s.cfg.ChatLogTopic)
+		applied, err := s.logApplied.get(ctx)
 		if err == nil && caughtUp(applied, end) {
 			return true
 		}
