@@ -11,8 +11,13 @@ import (
 )
 
 // maxCommitSends bounds the sends one commit takes (from every connection
-// together): one Redis round trip and one Kafka produce.
-const maxCommitSends = 1024
+// together): one Redis round trip and one Kafka produce. commitPrepares
+// commits are in their Redis round trip at once (a slow round trip, on a
+// busy Redis, does not hold the next commit back).
+const (
+	maxCommitSends = 1024
+	commitPrepares = 2
+)
 
 // sendJob is one connection's (or one REST request's) batch of sends,
 // validated, waiting for the committer.
@@ -26,12 +31,12 @@ type sendJob struct {
 // together, so the number of Redis round trips grows with the rate of
 // commits, not with the number of connections sending.
 //
-// One loop prepares the commits, one at a time (dedupe, seqs and routes
-// in one pipelined round trip, which also carries the acknowledgements of
-// earlier commits); each prepared commit then produces to Kafka on a
-// goroutine of its own, so the next commit is prepared while the last is
-// being acknowledged (the producer batches concurrent produces per
-// partition). A connection has at most one batch in the committer (its
+// One loop collects the commits; each runs on a goroutine of its own: its
+// prepare (dedupe, seqs and routes in one pipelined round trip, which also
+// carries the acknowledgements of earlier commits; at most commitPrepares
+// at once, while the next batch grows), then its produce, so the next
+// commit is prepared while the last is being acknowledged (the producer
+// batches concurrent produces per partition). A connection has at most one batch in the committer (its
 // request loop waits for the answers), so its sends stay in order.
 type committer struct {
 	s    *Server
@@ -42,6 +47,8 @@ type committer struct {
 	acked []route.Acked
 	poke  chan struct{} // there are acked sends to record
 	stop  chan struct{} // closed when the loop has exited
+	// prepares holds a token per commit in its Redis round trip.
+	prepares chan struct{}
 	// flights are the produces in progress; the loop waits for them when
 	// it stops.
 	flights sync.WaitGroup
@@ -50,7 +57,8 @@ type committer struct {
 func newCommitter(s *Server) *committer {
 	// jobs is unbuffered: a job is either taken by the loop or refused
 	// once it has stopped, never left behind in a buffer.
-	return &committer{s: s, jobs: make(chan *sendJob), poke: make(chan struct{}, 1), stop: make(chan struct{})}
+	return &committer{s: s, jobs: make(chan *sendJob), poke: make(chan struct{}, 1), stop: make(chan struct{}),
+		prepares: make(chan struct{}, commitPrepares)}
 }
 
 // run hands job to the committer and waits until every send of it has an
@@ -107,6 +115,16 @@ func (c *committer) loop(ctx context.Context) {
 				continue
 			}
 		}
+		// A prepare slot; while none is free the next batch grows.
+		select {
+		case c.prepares <- struct{}{}:
+		case <-ctx.Done():
+			for _, j := range batch {
+				failAll(j.live(), protocol.CodeUnavailable, "the gateway is shutting down, retry with the same cid")
+				close(j.done)
+			}
+			continue
+		}
 		n := len(batch[0].sends)
 	more:
 		for n < maxCommitSends {
@@ -118,14 +136,26 @@ func (c *committer) loop(ctx context.Context) {
 				break more
 			}
 		}
-		c.commit(ctx, batch)
+		c.flights.Add(1)
+		go func() {
+			defer c.flights.Done()
+			c.commit(ctx, batch)
+		}()
 	}
 }
 
-// commit prepares the sends of jobs in one round trip, then produces them
-// on a goroutine that answers the jobs.
+// commit prepares the sends of jobs in one round trip, frees its prepare
+// slot, then produces them and answers the jobs.
 func (c *committer) commit(ctx context.Context, jobs []*sendJob) {
 	s := c.s
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			<-c.prepares
+		}
+	}
+	defer release()
 	now := time.Now()
 	deadline := now.Add(s.cfg.ProduceTimeout)
 	var live []*pendingSend
@@ -159,6 +189,7 @@ func (c *committer) commit(ctx context.Context, jobs []*sendJob) {
 	start := time.Now()
 	plans, gateways, err := s.table.PrepareSendsMarking(rctx, reqs, acked)
 	cancel()
+	release()
 	s.m.redisLatency.Observe(time.Since(start).Seconds())
 	switch {
 	case errors.Is(err, route.ErrNotRestored):
@@ -178,17 +209,13 @@ func (c *committer) commit(ctx context.Context, jobs []*sendJob) {
 		p.plan = plans[i]
 		p.err = refusal(p.req.Conv, p.plan.Refused)
 	}
-	c.flights.Add(1)
-	go func() {
-		defer c.flights.Done()
-		produced := s.produceSends(ctx, live, gateways, deadline)
-		finish()
-		done := make([]route.Acked, 0, len(produced))
-		for _, p := range produced {
-			done = append(done, route.Acked{From: p.user, CID: p.in.CID, Plan: p.plan})
-		}
-		c.addAcked(done)
-	}()
+	produced := s.produceSends(ctx, live, gateways, deadline)
+	finish()
+	done := make([]route.Acked, 0, len(produced))
+	for _, p := range produced {
+		done = append(done, route.Acked{From: p.user, CID: p.in.CID, Plan: p.plan})
+	}
+	c.addAcked(done)
 }
 
 // addAcked queues acknowledgements for the next prepare and wakes the loop.
