@@ -245,6 +245,16 @@ func TestBadTextNamesHeadersAndPingsAreRefused(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("500 KB of headers: %d, want 431", resp.StatusCode)
 	}
+	// Just over the configured 16 KiB (net/http itself reads 4 KiB more).
+	req, _ = http.NewRequest("GET", g.httpURL()+"/healthz", nil)
+	req.Header.Set("X-Pad", strings.Repeat("p", 17<<10))
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("17 KiB of headers: %d, want 431", resp.StatusCode)
+	}
 	assertAlive(t, alice)
 }
 
