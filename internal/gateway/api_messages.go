@@ -219,6 +219,14 @@ func (s *Server) deleteMessage(r *http.Request, u chat.UserID) (int, any, *proto
 	}
 	ctx := r.Context()
 	conv, seq, ok, err := s.store.FindMessage(ctx, id)
+	if err == nil && !ok {
+		// The router indexes message ids as it applies the log: one sent
+		// a moment ago may not be indexed yet.
+		if !s.viewsCaughtUp(ctx, nil) {
+			return 0, nil, &protocol.Error{Code: protocol.CodeUnavailable, Message: "the message index lags the log, retry", RetryAfterMS: 1000}
+		}
+		conv, seq, ok, err = s.store.FindMessage(ctx, id)
+	}
 	if err != nil {
 		return 0, nil, s.unavailable("find message", err)
 	}

@@ -155,11 +155,22 @@ func (s *Server) syncFailed(c *conn, err error) {
 // waitApplied waits until the views hold everything the log held when it
 // was called, or SyncWait passes; it reports whether they caught up.
 func (s *Server) waitApplied(ctx context.Context, c *conn) bool {
+	if s.viewsCaughtUp(ctx, c.closing) {
+		return true
+	}
+	s.log.Warn("sync: views lag the log; answering with what they hold", "user", c.user)
+	return false
+}
+
+// viewsCaughtUp waits until the router has applied chat-log up to where it
+// ended when this was called, for at most SyncWait or until done closes;
+// it reports whether the views caught up.
+func (s *Server) viewsCaughtUp(ctx context.Context, done <-chan struct{}) bool {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncWait)
 	defer cancel()
 	end, err := s.admin.EndOffsets(ctx, s.cfg.ChatLogTopic)
 	if err != nil {
-		s.log.Warn("sync: end offsets", "err", err)
+		s.log.Warn("views: end offsets", "err", err)
 		return false
 	}
 	t := time.NewTicker(10 * time.Millisecond)
@@ -171,9 +182,8 @@ func (s *Server) waitApplied(ctx context.Context, c *conn) bool {
 		}
 		select {
 		case <-ctx.Done():
-			s.log.Warn("sync: views lag the log; answering with what they hold", "user", c.user)
 			return false
-		case <-c.closing:
+		case <-done:
 			return false
 		case <-t.C:
 		}
