@@ -218,7 +218,7 @@ if [ "${AUTH_MODE:-jwt}" = open ]; then
   echo "Switchboard is running (open auth mode: pick any user name)."
 else
   echo "Switchboard is running. Register in the web client, or:"
-  echo "  curl -s -XPOST -d '{\"username\":\"alice\",\"password\":\"a long password\"}' http://127.0.0.1:$GW1_PORT/api/auth/register"
+  echo "  curl -s -H 'Content-Type: application/json' -d '{\"username\":\"alice\",\"password\":\"a long password\"}' http://127.0.0.1:$GW1_PORT/api/auth/register"
   echo "  (then /api/auth/login; the answer's token goes in ?token= on /ws or Authorization: Bearer)"
 fi
 for ((i = 1; i <= GATEWAYS; i++)); do

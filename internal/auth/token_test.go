@@ -134,3 +134,20 @@ func TestJWTReadsTheHeaderOrTheQuery(t *testing.T) {
 		t.Errorf("?user= was trusted in jwt mode: %v", err)
 	}
 }
+
+// REST takes the token from the Authorization header only: a token in a
+// URL ends up in logs, proxies and browser history. Only the WebSocket
+// handshake (AuthenticateUntil) reads ?token=, which browsers need.
+func TestRESTReadsTheTokenFromTheHeaderOnly(t *testing.T) {
+	tk := newTokens(t, TokenConfig{Signing: keyA})
+	tok, _, _ := tk.Issue("carol")
+	id := JWT{Tokens: tk}
+	if _, err := id.Authenticate(httptest.NewRequest("GET", "/api/auth/me?token="+tok, nil)); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("?token= was accepted on REST: %v", err)
+	}
+	r := httptest.NewRequest("GET", "/api/auth/me", nil)
+	r.Header.Set("Authorization", "Bearer "+tok)
+	if u, err := id.Authenticate(r); err != nil || u != "carol" {
+		t.Errorf("the header: %q %v", u, err)
+	}
+}

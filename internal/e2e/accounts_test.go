@@ -365,3 +365,20 @@ func TestOpenModeHasNoAccounts(t *testing.T) {
 }
 
 func b64(s string) string { return base64.URLEncoding.EncodeToString([]byte(s)) }
+
+// Registration materializes the account at once, name index included: a
+// search right after the 201 finds it, before any router applied its
+// record (none runs here).
+func TestARegisteredUserIsFoundBySearchAtOnce(t *testing.T) {
+	c := newJWTCluster(t)
+	g := c.startGateway("a")
+	reg := call(t, g, "POST", "/api/auth/register", creds("quinn", "correct horse"), "")
+	if reg.status != 201 {
+		t.Fatalf("register: %d %s", reg.status, reg.raw)
+	}
+	found := call(t, g, "GET", "/api/users/search?q=quin", "", reg.token())
+	users, _ := found.body["users"].([]any)
+	if found.status != 200 || len(users) != 1 || users[0].(map[string]any)["id"] != "quinn" {
+		t.Fatalf("search right after the registration: %d %s", found.status, found.raw)
+	}
+}

@@ -5,11 +5,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/wsclient"
 )
 
@@ -337,4 +339,31 @@ func TestUnreadCountsOnlyOthersMessages(t *testing.T) {
 	eventually(t, 20*time.Second, "bob's list counts only alice's message above his mark", func() bool {
 		return unreadOf(t, gw1, "bob", conv) == 1 && unreadOf(t, gw1, "alice", conv) == 4
 	})
+}
+
+// A message can be deleted as soon as its sender got "sent": the gateway
+// waits for the views to hold it (the router indexes message ids) rather
+// than answering 404. No router runs until the DELETE is on its way.
+func TestAMessageCanBeDeletedRightAfterItWasSent(t *testing.T) {
+	c := newCluster(t)
+	g := c.startGateway("gw-1")
+	alice, bob := c.dial(g, "alice"), c.dial(g, "bob")
+	conv := string(chat.DirectConv("alice", "bob"))
+	sent := sendConv(t, alice, "oops", conv, "sent by mistake")
+	status := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("DELETE", g.httpURL()+"/api/messages/"+sent.ID+"?user=alice", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			status <- 0
+			return
+		}
+		resp.Body.Close()
+		status <- resp.StatusCode
+	}()
+	c.startRouter()
+	if st := <-status; st != http.StatusNoContent {
+		t.Fatalf("DELETE right after the send: %d, want 204", st)
+	}
+	expect(t, bob, "bob gets the tombstone", func(f wsclient.Frame) bool { return f.Type == "message" && f.ID == sent.ID && f.Deleted })
 }

@@ -245,6 +245,16 @@ func TestBadTextNamesHeadersAndPingsAreRefused(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("500 KB of headers: %d, want 431", resp.StatusCode)
 	}
+	// Just over the configured 16 KiB (net/http itself reads 4 KiB more).
+	req, _ = http.NewRequest("GET", g.httpURL()+"/healthz", nil)
+	req.Header.Set("X-Pad", strings.Repeat("p", 17<<10))
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("17 KiB of headers: %d, want 431", resp.StatusCode)
+	}
 	assertAlive(t, alice)
 }
 
@@ -413,5 +423,47 @@ func TestEveryAnswerCarriesSecurityHeadersAndTheAPIAnswersCORS(t *testing.T) {
 	}
 	if resp := preflight("https://evil.example"); resp.StatusCode != 403 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Fatalf("disallowed preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+// A client that sends far past its rate while reading every answer is
+// answered rate_limited for each send and kept: the answers to its own
+// frames slow down reading it, they never make it a slow consumer.
+func TestAFloodPastTheRateIsAnsweredAndTheConnectionKept(t *testing.T) {
+	c := newCluster(t)
+	g := c.startGateway("gw-1", func(cfg *gatewayConfig) {
+		cfg.MessageRate, cfg.MessageBurst = 1, 1
+		cfg.SendQueue = 8
+	})
+	alice := c.dial(g, "alice")
+	ctx := context.Background()
+	const n = 2000
+	go func() {
+		for i := range n {
+			var err error
+			switch i % 3 {
+			case 0:
+				err = alice.SendTo(ctx, fmt.Sprintf("f%d", i), "bob", "hi")
+			case 1:
+				err = alice.SendJSON(ctx, map[string]any{"type": "ping", "t": i})
+			default:
+				err = alice.SendRaw(ctx, []byte(`{"type":"nope"}`))
+			}
+			if err != nil {
+				return // the test fails below
+			}
+		}
+		_ = alice.SendJSON(ctx, map[string]any{"type": "ping", "t": -1})
+	}()
+	answers := 0
+	expect(t, alice, "the last pong", func(f wsclient.Frame) bool {
+		answers++
+		return f.Type == "pong" && string(f.T) == "-1"
+	})
+	if answers < n {
+		t.Fatalf("%d answers to %d frames", answers, n)
+	}
+	if d := metric(t, g, `switchboard_gateway_disconnects_total{reason="slow_consumer"}`); d != 0 {
+		t.Fatalf("%v slow-consumer disconnects", d)
 	}
 }

@@ -43,6 +43,9 @@ func (s *Server) api(h apiHandler) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, protocol.CodeUnauthorized, msg)
 			return
 		}
+		if r.Method != http.MethodGet && r.Method != http.MethodDelete && !jsonContent(w, r) {
+			return
+		}
 		status, body, perr := h(r, u)
 		switch {
 		case perr != nil:

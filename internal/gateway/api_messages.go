@@ -151,14 +151,19 @@ func (s *Server) markRead(r *http.Request, u chat.UserID) (int, any, *protocol.E
 }
 
 // decodePost decodes and checks a POST /api/messages body as the send
-// frame it stands for: the frame's fields without "type".
+// frame it stands for: the frame's fields without "type", and no others
+// (a REST body has no unknown fields).
 func decodePost(data []byte) (*protocol.Inbound, *protocol.Error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
 		return nil, protocol.Errorf(protocol.CodeBadRequest, "the body must be a JSON object")
 	}
-	if _, ok := fields["type"]; ok {
-		return nil, protocol.Errorf(protocol.CodeBadRequest, "unknown field type")
+	for k := range fields {
+		switch k {
+		case "cid", "body", "to", "conv":
+		default:
+			return nil, protocol.Errorf(protocol.CodeBadRequest, "unknown field %q", chat.Clip(k, 32))
+		}
 	}
 	fields["type"] = json.RawMessage(`"send"`)
 	frame, err := json.Marshal(fields)
@@ -214,6 +219,14 @@ func (s *Server) deleteMessage(r *http.Request, u chat.UserID) (int, any, *proto
 	}
 	ctx := r.Context()
 	conv, seq, ok, err := s.store.FindMessage(ctx, id)
+	if err == nil && !ok {
+		// The router indexes message ids as it applies the log: one sent
+		// a moment ago may not be indexed yet.
+		if !s.viewsCaughtUp(ctx, nil) {
+			return 0, nil, &protocol.Error{Code: protocol.CodeUnavailable, Message: "the message index lags the log, retry", RetryAfterMS: 1000}
+		}
+		conv, seq, ok, err = s.store.FindMessage(ctx, id)
+	}
 	if err != nil {
 		return 0, nil, s.unavailable("find message", err)
 	}

@@ -54,8 +54,9 @@ type conn struct {
 	session string
 	log     *slog.Logger
 
-	out   chan []byte            // frames to write, bounded
-	inbox chan *protocol.Inbound // sends and syncs to process, bounded
+	out     chan []byte            // frames to write, bounded
+	replies chan []byte            // answers to the client's own frames, bounded
+	inbox   chan *protocol.Inbound // sends and syncs to process, bounded
 
 	typing   map[chat.ConvID]*typingState // owned by the request loop
 	receipts map[receiptMark]int64        // highest mark sent; request loop
@@ -67,9 +68,10 @@ type conn struct {
 	sendLimit   *rate.Limiter
 	typingLimit *rate.Limiter
 
-	// blocked is set while the reader waits for room in the inbox: the
-	// client is alive (it sent those frames) but its pongs are not read.
-	blocked atomic.Bool
+	// blocked counts the reader and request loop while they wait for
+	// room in the inbox or the replies: the client is alive (it sent
+	// those frames) but its pongs may not be read.
+	blocked atomic.Int32
 
 	writeCtx   context.Context // canceled to abort a write in progress
 	abortWrite context.CancelFunc
@@ -92,6 +94,33 @@ func (c *conn) enqueue(frame []byte, kind frameKind) {
 	default:
 		c.s.m.drops.WithLabelValues("queue_full").Inc()
 		c.close(reasonSlowConsumer)
+	}
+}
+
+// replyQueue is the capacity of a connection's replies.
+const replyQueue = 64
+
+// reply queues an answer to one of the client's own frames (pong, sent,
+// an error, a history page). Unlike enqueue it waits for room rather than
+// closing the connection: a client that sends faster than it takes its
+// answers is read more slowly (TCP back-pressure), like one that sends
+// faster than Kafka acknowledges, and one that reads nothing is closed by
+// the write timeout. Answers have their own queue, so a flood of them
+// never crowds out deliveries. Called by the reader and the request loop;
+// false means the connection is closing.
+func (c *conn) reply(frame []byte) bool {
+	select {
+	case c.replies <- frame:
+		return true
+	default:
+	}
+	c.blocked.Add(1)
+	defer c.blocked.Add(-1)
+	select {
+	case c.replies <- frame:
+		return true
+	case <-c.closing:
+		return false
 	}
 }
 
@@ -144,13 +173,17 @@ func (c *conn) readLoop(ctx context.Context) {
 		}
 		if typ != websocket.MessageText {
 			c.s.m.framesIn.WithLabelValues("invalid").Inc()
-			c.enqueue(protocol.EncodeError(protocol.Errorf(protocol.CodeBadRequest, "binary frames are not supported; send JSON text frames")), essential)
+			if !c.reply(protocol.EncodeError(protocol.Errorf(protocol.CodeBadRequest, "binary frames are not supported; send JSON text frames"))) {
+				return
+			}
 			continue
 		}
 		in, err := protocol.Decode(data)
 		if err != nil {
 			c.s.m.framesIn.WithLabelValues("invalid").Inc()
-			c.enqueue(protocol.EncodeError(err.(*protocol.Error)), essential)
+			if !c.reply(protocol.EncodeError(err.(*protocol.Error))) {
+				return
+			}
 			continue
 		}
 		c.s.m.framesIn.WithLabelValues(in.Type).Inc()
@@ -165,12 +198,11 @@ func (c *conn) readLoop(ctx context.Context) {
 func (c *conn) handle(ctx context.Context, in *protocol.Inbound) bool {
 	switch in.Type {
 	case protocol.TypePing:
-		c.enqueue(protocol.EncodePong(in.T), essential)
+		return c.reply(protocol.EncodePong(in.T))
 	case protocol.TypeSend, protocol.TypeSync, protocol.TypeReceipt, protocol.TypeTyping, protocol.TypeHistory:
 		if in.Type == protocol.TypeSend {
 			if err := c.allowSend(in, in.Received); err != nil {
-				c.enqueue(protocol.EncodeError(err), essential)
-				return true
+				return c.reply(protocol.EncodeError(err))
 			}
 		}
 		// Blocking here is flow control: a client that sends faster than
@@ -178,8 +210,8 @@ func (c *conn) handle(ctx context.Context, in *protocol.Inbound) bool {
 		select {
 		case c.inbox <- in:
 		default:
-			c.blocked.Store(true)
-			defer c.blocked.Store(false)
+			c.blocked.Add(1)
+			defer c.blocked.Add(-1)
 			select {
 			case c.inbox <- in:
 			case <-c.closing:
@@ -215,6 +247,11 @@ func (c *conn) writeLoop(ctx context.Context) {
 				c.ws.CloseNow()
 				return
 			}
+		case f := <-c.replies:
+			if !write(f) {
+				c.ws.CloseNow()
+				return
+			}
 		case <-c.closing:
 			if c.reason.linger {
 				c.flush(write)
@@ -237,6 +274,10 @@ func (c *conn) flush(write func([]byte) bool) {
 			if !write(f) {
 				return
 			}
+		case f := <-c.replies:
+			if !write(f) {
+				return
+			}
 		default:
 			return
 		}
@@ -253,7 +294,7 @@ func (c *conn) pingLoop(ctx context.Context) {
 		case <-c.closing:
 			return
 		case <-t.C:
-			if c.blocked.Load() {
+			if c.blocked.Load() > 0 {
 				continue // its pong waits behind its own sends; it is alive
 			}
 			pctx, cancel := context.WithTimeout(ctx, c.s.cfg.PingTimeout)

@@ -34,7 +34,7 @@ const (
 // Receipts in the public room are logged but not relayed.
 func (s *Server) processReceipt(ctx context.Context, c *conn, in *protocol.Inbound) {
 	if err := s.access(ctx, c.user, in.Conv); err != nil {
-		c.enqueue(protocol.EncodeError(err), essential)
+		c.reply(protocol.EncodeError(err))
 		return
 	}
 	// Marks only go up: one that does not raise what this connection sent
@@ -44,7 +44,7 @@ func (s *Server) processReceipt(ctx context.Context, c *conn, in *protocol.Inbou
 		return
 	}
 	if err := s.storeReceipt(ctx, c.user, c.session, in.Conv, in.Seq, in.Status); err != nil {
-		c.enqueue(protocol.EncodeError(err), essential)
+		c.reply(protocol.EncodeError(err))
 		return
 	}
 	c.receipts[mark] = in.Seq
@@ -98,12 +98,12 @@ func (s *Server) processTyping(ctx context.Context, c *conn, in *protocol.Inboun
 	group := conv.Kind() == chat.KindGroup
 	if group {
 		if err := s.access(ctx, c.user, conv); err != nil {
-			c.enqueue(protocol.EncodeError(err), essential)
+			c.reply(protocol.EncodeError(err))
 			return
 		}
 	} else if !ok {
 		if conv.Kind() == chat.KindDirect {
-			c.enqueue(protocol.EncodeError(protocol.Errorf(protocol.CodeForbidden, "you are not a member of %s", conv)), essential)
+			c.reply(protocol.EncodeError(protocol.Errorf(protocol.CodeForbidden, "you are not a member of %s", conv)))
 		}
 		s.m.drops.WithLabelValues("typing_not_relayed").Inc()
 		return

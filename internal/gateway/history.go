@@ -12,7 +12,7 @@ import (
 // index, down to seq 1 for as long as Kafka retains the messages.
 func (s *Server) processHistory(ctx context.Context, c *conn, in *protocol.Inbound) {
 	if err := s.access(ctx, c.user, in.Conv); err != nil {
-		c.enqueue(protocol.EncodeError(err), essential)
+		c.reply(protocol.EncodeError(err))
 		return
 	}
 	if !s.waitRebuilt(ctx, c) {
@@ -22,15 +22,15 @@ func (s *Server) processHistory(ctx context.Context, c *conn, in *protocol.Inbou
 	p, err := s.history.Before(ctx, in.Conv, in.Before, in.Limit)
 	if err != nil {
 		s.log.Warn("history failed", "user", c.user, "conv", in.Conv, "err", err)
-		c.enqueue(protocol.EncodeError(&protocol.Error{
+		c.reply(protocol.EncodeError(&protocol.Error{
 			Code: protocol.CodeUnavailable, Message: "history failed, retry: message store unavailable", RetryAfterMS: 1000,
-		}), essential)
+		}))
 		return
 	}
 	s.m.historyPages.Observe(time.Since(start).Seconds())
-	c.enqueue(protocol.EncodeHistory(protocol.History{
+	c.reply(protocol.EncodeHistory(protocol.History{
 		Conv: in.Conv, Before: in.Before, Messages: p.Messages, NextBefore: p.Next, Truncated: p.Truncated,
-	}), essential)
+	}))
 }
 
 // waitRebuilt waits (at most SyncWait) while the views are incomplete: a
@@ -54,9 +54,9 @@ func (s *Server) waitRebuilt(ctx context.Context, c *conn) bool {
 		select {
 		case <-wctx.Done():
 			s.m.syncs.WithLabelValues("rebuilding").Inc()
-			c.enqueue(protocol.EncodeError(&protocol.Error{
+			c.reply(protocol.EncodeError(&protocol.Error{
 				Code: protocol.CodeUnavailable, Message: "message history is being rebuilt from the log, retry", RetryAfterMS: 1000,
-			}), essential)
+			}))
 			return false
 		case <-c.closing:
 			return false

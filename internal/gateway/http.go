@@ -126,6 +126,7 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 		user:     user,
 		session:  newSessionID(),
 		out:      make(chan []byte, s.cfg.SendQueue),
+		replies:  make(chan []byte, replyQueue),
 		inbox:    make(chan *protocol.Inbound, s.cfg.Inbox),
 		closing:  make(chan struct{}),
 		typing:   make(map[chat.ConvID]*typingState),

@@ -134,8 +134,7 @@ const DefaultMaxBodyBytes = 64 << 10
 // text that is valid UTF-8 without lone surrogate escapes. On failure it
 // has written the error answer and returns false.
 func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		writeError(w, http.StatusUnsupportedMediaType, protocol.CodeBadRequest, "Content-Type must be application/json")
+	if !jsonContent(w, r) {
 		return false
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
@@ -151,6 +150,17 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	if err := decodeStrict(data, v); err != nil {
 		writeError(w, http.StatusBadRequest, protocol.CodeBadRequest, err.Error())
+		return false
+	}
+	return true
+}
+
+// jsonContent refuses (415, and reports false) a request whose
+// Content-Type is given and is not application/json; no Content-Type is
+// taken as JSON.
+func jsonContent(w http.ResponseWriter, r *http.Request) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		writeError(w, http.StatusUnsupportedMediaType, protocol.CodeBadRequest, "Content-Type must be application/json")
 		return false
 	}
 	return true

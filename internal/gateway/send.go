@@ -70,9 +70,9 @@ type pendingSend struct {
 func (s *Server) processSends(ctx context.Context, c *conn, batch []*protocol.Inbound) {
 	for _, r := range s.sendBatch(ctx, c.user, c.session, batch) {
 		if r.err != nil {
-			c.enqueue(protocol.EncodeError(r.err), essential)
+			c.reply(protocol.EncodeError(r.err))
 		} else {
-			c.enqueue(protocol.EncodeSent(r.sent), essential)
+			c.reply(protocol.EncodeSent(r.sent))
 		}
 	}
 }

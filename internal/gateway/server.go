@@ -99,8 +99,8 @@ type Config struct {
 	HTTPReadTimeout  time.Duration
 	HTTPWriteTimeout time.Duration
 	HTTPIdleTimeout  time.Duration
-	// MaxHeaderBytes bounds a request's headers (431 beyond). Default
-	// 16 KiB.
+	// MaxHeaderBytes bounds a request's line and headers together (431
+	// beyond; at least 4 KiB pass). Default 16 KiB.
 	MaxHeaderBytes int
 	// MaxConnsPerIP bounds the TCP connections of one client address that
 	// are not WebSockets (keep-alives, requests, handshakes); more are
@@ -410,7 +410,7 @@ func (s *Server) Run(ctx context.Context) error {
 		ReadTimeout:       s.cfg.HTTPReadTimeout,
 		WriteTimeout:      s.cfg.HTTPWriteTimeout,
 		IdleTimeout:       s.cfg.HTTPIdleTimeout,
-		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		MaxHeaderBytes:    max(s.cfg.MaxHeaderBytes-headerSlack, 1),
 		ConnState:         s.ln.connState,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return connCtx },
@@ -574,3 +574,8 @@ func (s *Server) finish() {
 	}
 	s.log.Info("drained")
 }
+
+// headerSlack is what net/http reads past Server.MaxHeaderBytes before it
+// answers 431; it is taken off Config.MaxHeaderBytes so that the
+// configured bound is the one that holds.
+const headerSlack = 4096

@@ -181,11 +181,22 @@ func (s *Server) syncFailed(c *conn, err error) {
 // syncs waiting at the same time share their reads of the log's end and
 // of the views' progress (see coalesced).
 func (s *Server) waitApplied(ctx context.Context, c *conn) bool {
+	if s.viewsCaughtUp(ctx, c.closing) {
+		return true
+	}
+	s.log.Warn("sync: views lag the log; answering with what they hold", "user", c.user)
+	return false
+}
+
+// viewsCaughtUp waits until the router has applied chat-log up to where it
+// ended when this was called, for at most SyncWait or until done closes;
+// it reports whether the views caught up.
+func (s *Server) viewsCaughtUp(ctx context.Context, done <-chan struct{}) bool {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncWait)
 	defer cancel()
 	end, err := s.logEnd.get(ctx)
 	if err != nil {
-		s.log.Warn("sync: end offsets", "err", err)
+		s.log.Warn("views: end offsets", "err", err)
 		return false
 	}
 	t := time.NewTicker(10 * time.Millisecond)
@@ -197,9 +208,8 @@ func (s *Server) waitApplied(ctx context.Context, c *conn) bool {
 		}
 		select {
 		case <-ctx.Done():
-			s.log.Warn("sync: views lag the log; answering with what they hold", "user", c.user)
 			return false
-		case <-c.closing:
+		case <-done:
 			return false
 		case <-t.C:
 		}

@@ -16,7 +16,8 @@ var ErrTaken = errors.New("user name taken")
 
 // claimUser materializes a new account at once, before its chat-state
 // record is produced, unless the name already has a password: KEYS[1] the
-// user hash, KEYS[2] the users index; ARGV[1] id, ARGV[2] created_at,
+// user hash, KEYS[2] the users index, KEYS[3] the name index that search
+// reads (as the router's apply fills them); ARGV[1] id, ARGV[2] created_at,
 // ARGV[3] the description. A user without a password (first seen in open
 // auth mode) is claimed and keeps its created_at. Returns the account's
 // created_at, or 0 when taken.
@@ -32,6 +33,7 @@ if cur then
 end
 redis.call('HSET', KEYS[1], 'json', ARGV[3], 'created_at', created)
 redis.call('ZADD', KEYS[2], created, ARGV[1])
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
 return created
 `)
 
@@ -45,6 +47,7 @@ if ARGV[3] ~= '' then
 else
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
 end
 return 1
 `)
@@ -75,7 +78,7 @@ func (s *Store) ClaimUser(ctx context.Context, u chat.User) (*Claim, error) {
 	if err != nil {
 		return nil, err
 	}
-	created, err := claimUser.Run(ctx, s.rdb, []string{hash, s.cfg.Prefix + "users"}, string(u.ID), u.CreatedAt, body).Int64()
+	created, err := claimUser.Run(ctx, s.rdb, []string{hash, s.cfg.Prefix + "users", s.cfg.Prefix + "usernames"}, string(u.ID), u.CreatedAt, body).Int64()
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("claim user %s: %w", u.ID, err)
@@ -97,7 +100,7 @@ func (s *Store) ClaimUser(ctx context.Context, u chat.User) (*Claim, error) {
 
 // Release undoes c if nothing replaced its description since.
 func (s *Store) Release(ctx context.Context, c *Claim) error {
-	err := releaseUser.Run(ctx, s.rdb, []string{s.key("user", string(c.User.ID)), s.cfg.Prefix + "users"},
+	err := releaseUser.Run(ctx, s.rdb, []string{s.key("user", string(c.User.ID)), s.cfg.Prefix + "users", s.cfg.Prefix + "usernames"},
 		string(c.User.ID), c.desc, c.prev).Err()
 	if err != nil {
 		return fmt.Errorf("release user %s: %w", c.User.ID, err)

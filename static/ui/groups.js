@@ -1,5 +1,6 @@
-// Groups in the page: the "New group" form, the members panel of the group on screen (add
-// and remove for its owner and admins, leave for anyone) and who may delete which message.
+// Groups in the page: the "New group" form, the members panel of the group on screen (add,
+// remove, and make admin or plain member for its owner and admins, leave for anyone) and who
+// may delete which message.
 // Group descriptions come from the REST API (GET/POST/PATCH /api/conversations).
 
 import { kindOf, nameProblem, normalizeName } from '../core/ids.js';
@@ -98,6 +99,11 @@ export function createGroups({ session, api, selectConv, invalidate }) {
   }
 
   function onMembersClick(ev) {
+    const promote = ev.target.closest('button[data-role-of]');
+    if (promote) {
+      change(state.selected, { roles: { [promote.dataset.roleOf]: promote.dataset.role } });
+      return;
+    }
     const button = ev.target.closest('button[data-member]');
     if (!button) return;
     const id = state.selected;
@@ -133,11 +139,19 @@ export function createGroups({ session, api, selectConv, invalidate }) {
     $('#members').replaceChildren(...(d?.members || []).map((m) => {
       const mine = m.id === state.me;
       const removable = m.role !== 'owner' && (mine || admin);
+      // The owner and admins make others admins or members again; the owner's role never changes.
+      const promotable = admin && !mine && m.role !== 'owner';
+      const role = m.role === 'admin' ? 'member' : 'admin';
       return el('li', { class: 'member', 'data-testid': 'member', 'data-user': m.id },
         el('span', { class: 'member-name', text: mine ? `${m.id} (you)` : m.id }),
-        el('span', { class: 'member-role', text: m.role }),
-        removable ? el('button', { type: 'button', class: 'ghost', 'data-member': m.id, 'data-testid': mine ? 'leave' : 'remove-member',
-          'aria-label': mine ? 'Leave the group' : `Remove ${m.id}`, text: mine ? 'Leave' : 'Remove' }) : null);
+        el('span', { class: 'member-role', 'data-testid': 'member-role', text: m.role }),
+        el('span', { class: 'member-actions' },
+          promotable ? el('button', { type: 'button', class: 'ghost', 'data-role-of': m.id, 'data-role': role,
+            'data-testid': role === 'admin' ? 'make-admin' : 'make-member',
+            'aria-label': role === 'admin' ? `Make ${m.id} an admin` : `Make ${m.id} a plain member`,
+            text: role === 'admin' ? 'Make admin' : 'Remove admin' }) : null,
+          removable ? el('button', { type: 'button', class: 'ghost', 'data-member': m.id, 'data-testid': mine ? 'leave' : 'remove-member',
+            'aria-label': mine ? 'Leave the group' : `Remove ${m.id}`, text: mine ? 'Leave' : 'Remove' }) : null));
     }));
     $('#member-add').hidden = !admin;
   }

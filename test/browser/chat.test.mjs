@@ -426,6 +426,24 @@ describe('web client against two gateways', { timeout: 5 * TEST_MS }, () => {
     }
     assert.equal(await bob.page.$$eval('#messages [data-testid="delete"]', (els) => els.length), 1, 'bob may delete only his own');
 
+    // alice makes bob an admin, then a plain member again; the owner's own role has no button.
+    assert.equal(await alice.page.$$eval(`#members [data-user="${ALICE}"] [data-role-of]`, (els) => els.length), 0,
+      'no role button for the owner');
+    const roleOf = (user) => alice.page.evaluate(async (id, u) => {
+      const token = localStorage.getItem('switchboard:token');
+      const res = await fetch(`/api/conversations/${encodeURIComponent(id)}${token ? '' : `?user=${localStorage.getItem('switchboard:user')}`}`,
+        { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+      return (await res.json()).conversation.members.find((m) => m.id === u)?.role;
+    }, gid, user);
+    const shownRole = (role) => alice.waitFor(`bob shown as ${role}`, (u, r) =>
+      document.querySelector(`#members [data-user="${CSS.escape(u)}"] [data-testid="member-role"]`)?.textContent === r, BOB, role);
+    await alice.page.$eval(`#members [data-user="${BOB}"] [data-testid="make-admin"]`, (el) => el.click());
+    await shownRole('admin');
+    assert.equal(await roleOf(BOB), 'admin', 'the server has bob as an admin');
+    await alice.page.$eval(`#members [data-user="${BOB}"] [data-testid="make-member"]`, (el) => el.click());
+    await shownRole('member');
+    assert.equal(await roleOf(BOB), 'member', 'the server has bob as a plain member again');
+
     // alice removes erin.
     await alice.page.$eval(`#members [data-user="${ERIN}"] [data-testid="remove-member"]`, (el) => el.click());
     await alice.waitFor('two members left', () => document.querySelectorAll('#members [data-testid="member"]').length === 2);
@@ -539,6 +557,43 @@ describe('web client against two gateways', { timeout: 5 * TEST_MS }, () => {
     } finally {
       await dave.stop();
     }
+  });
+
+  test('alice\'s session survives a reload; after logging out a reload shows the login form', { timeout: TEST_MS }, async () => {
+    assert.ok(dmCid, 'the DM test sent a message');
+    const storage = () => alice.page.evaluate(() => ({
+      user: localStorage.getItem('switchboard:user'), token: localStorage.getItem('switchboard:token'),
+    }));
+    const kept = await storage();
+    await alice.page.reload({ waitUntil: 'load', timeout: WAIT_MS });
+    await alice.waitFor('the app view, online as alice, with no login', (me) =>
+      !document.querySelector('#app').hidden && document.querySelector('#login-view').hidden &&
+      document.querySelector('#me').textContent === me &&
+      document.querySelector('#status').dataset.state === 'online', ALICE);
+    assert.deepEqual(await storage(), kept, 'the reload kept the user and its token');
+    await alice.openConv(DM);
+    await alice.waitFor('the first DM after the reload', (c) => !!document.querySelector(`#messages > li[data-cid="${CSS.escape(c)}"]`), dmCid);
+
+    // Logging out forgets the session: the login form, nothing stored, and a reload stays there.
+    await alice.page.click('#switch-user');
+    const loginShown = () => alice.waitFor('the login form', () =>
+      !document.querySelector('#login-view').hidden && document.querySelector('#app').hidden);
+    await loginShown();
+    assert.deepEqual(await storage(), { user: null, token: null }, 'logging out removes the user and its token');
+    await alice.page.reload({ waitUntil: 'load', timeout: WAIT_MS });
+    await loginShown();
+    assert.deepEqual(await storage(), { user: null, token: null });
+
+    // Logging in again (jwt mode: with the password) brings the conversations back.
+    await alice.page.$eval('#name', (el) => { el.value = ''; });
+    await alice.page.type('#name', ALICE);
+    if (await alice.page.$eval('#password-field', (el) => !el.hidden)) await alice.page.type('#password', `${ALICE} password`);
+    await alice.page.click('#login-submit');
+    await alice.waitFor('the app view, online as alice again', (me) =>
+      !document.querySelector('#app').hidden && document.querySelector('#me').textContent === me &&
+      document.querySelector('#status').dataset.state === 'online', ALICE);
+    await alice.openConv(DM);
+    await alice.waitFor('the first DM after logging in again', (c) => !!document.querySelector(`#messages > li[data-cid="${CSS.escape(c)}"]`), dmCid);
   });
 
   test('screenshots of both windows', { timeout: TEST_MS }, async () => {
