@@ -13,7 +13,6 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/auth"
 	"github.com/switchboard-chat/switchboard/internal/config"
 	"github.com/switchboard-chat/switchboard/internal/gateway"
-	"github.com/switchboard-chat/switchboard/internal/route"
 	"github.com/switchboard-chat/switchboard/static"
 )
 
@@ -47,46 +46,14 @@ func run(ctx context.Context, args []string) error {
 	if cfg.AuthMode == "open" {
 		log.Warn("AUTH MODE IS OPEN: anyone can connect as any user with ?user=; for local demos and load tests only")
 	}
-	srv, err := gateway.New(gateway.Config{
-		ServerID:          cfg.ServerID,
-		Addr:              cfg.HTTPAddr,
-		AllowedOrigins:    cfg.AllowedOrigins,
-		ChatLogTopic:      cfg.ChatLogTopic,
-		ChatLogPartitions: cfg.ChatLogPartitions,
-		ChatStateTopic:    cfg.ChatStateTopic,
-		TopicPartitions:   cfg.TopicPartitions,
-		TopicRetention:    cfg.TopicRetention,
-		SendQueue:         cfg.SendQueue,
-		PingInterval:      cfg.PingInterval,
-		PingTimeout:       cfg.PingTimeout,
-		ProduceTimeout:    cfg.ProduceTimeout,
-		RedisTimeout:      cfg.RedisTimeout,
-		DrainWindow:       cfg.DrainWindow,
-		ShutdownTimeout:   cfg.ShutdownTimeout,
-		ConnectRate:       cfg.ConnectRate,
-		ConnectBurst:      cfg.ConnectBurst,
-
-		HTTPReadTimeout:    cfg.HTTPReadTimeout,
-		HTTPWriteTimeout:   cfg.HTTPWriteTimeout,
-		HTTPIdleTimeout:    cfg.HTTPIdleTimeout,
-		MaxHeaderBytes:     cfg.MaxHeaderBytes,
-		MaxBodyBytes:       cfg.MaxBodyBytes,
-		MaxConnsPerIP:      cfg.MaxConnsPerIP,
-		MessageRate:        cfg.MessageRate,
-		MessageBurst:       cfg.MessageBurst,
-		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
-		AuditTopic:         cfg.AuditTopic,
-		LoginPerUser:       cfg.LoginPerUser,
-		LoginPerIP:         cfg.LoginPerIP,
-		Static:             static.Files,
-		AdminAddr:          cfg.AdminAddr,
-		AdminPprof:         cfg.AdminPprof,
-	}, gateway.Deps{
+	scfg := cfg.Server
+	scfg.Static = static.Files
+	srv, err := gateway.New(scfg, gateway.Deps{
 		Logger:   log,
 		Registry: deps.Registry,
 		Redis:    deps.Redis,
-		Route:    route.Config{Prefix: cfg.RedisPrefix, Lease: cfg.Lease},
-		Kafka:    cfg.Kafka("gateway-" + string(cfg.ServerID)),
+		Route:    cfg.Route,
+		Kafka:    cfg.Kafka("gateway-" + string(cfg.Server.ServerID)),
 		Identity: identity,
 		Tokens:   tokens,
 	})

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/switchboard-chat/switchboard/internal/config"
-	"github.com/switchboard-chat/switchboard/internal/route"
 	"github.com/switchboard-chat/switchboard/internal/router"
 	"github.com/switchboard-chat/switchboard/internal/store"
 )
@@ -46,30 +45,12 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer deps.Redis.Close()
 	log := deps.Log
-	r, err := router.New(router.Config{
-		Addr:              cfg.HTTPAddr,
-		ChatLogTopic:      cfg.ChatLogTopic,
-		ChatLogPartitions: cfg.ChatLogPartitions,
-		ChatStateTopic:    cfg.ChatStateTopic,
-		GroupID:           cfg.GroupID,
-		JanitorInterval:   cfg.JanitorInterval,
-		DeadAfter:         cfg.DeadAfter,
-		OrphanGrace:       cfg.OrphanGrace,
-
-		CheckpointTopic:    cfg.CheckpointTopic,
-		CheckpointInterval: cfg.CheckpointInterval,
-		RestoreGrace:       cfg.ProduceTimeout,
-		DedupeLookback:     cfg.DedupeLookback,
-		AdminAddr:          cfg.AdminAddr,
-		AdminPprof:         cfg.AdminPprof,
-		AdminToken:         cfg.AdminToken,
-		AuditTopic:         cfg.AuditTopic,
-	}, router.Deps{
+	r, err := router.New(cfg.Router, router.Deps{
 		Logger:   log,
 		Registry: deps.Registry,
 		Redis:    deps.Redis,
-		Route:    route.Config{Prefix: cfg.RedisPrefix, Lease: cfg.Lease},
-		Store:    store.Config{Prefix: cfg.RedisPrefix, HistoryWindow: cfg.HistoryWindow},
+		Route:    cfg.Route,
+		Store:    store.Config{Prefix: cfg.Route.Prefix, HistoryWindow: cfg.HistoryWindow},
 		Kafka:    cfg.Kafka("router"),
 	})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -19,138 +20,133 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/viper"
 
+	"github.com/switchboard-chat/switchboard/internal/config/setting"
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
+	"github.com/switchboard-chat/switchboard/internal/route"
 )
 
-// Common is the part of the configuration every service shares.
+// Common is the part of the configuration every service shares. Each
+// field names its key (the YAML key; the environment variable is EnvName
+// of it) and default in its tags, as do the service Configs that Gateway
+// and Router embed: see package setting. A key may tag several fields
+// (HTTPAddr is also the service's Addr); they all get its value.
 type Common struct {
-	LogLevel  string // LOG_LEVEL: debug, info, warn, error
-	LogFormat string // LOG_FORMAT: text or json
-	HTTPAddr  string // HTTP_ADDR
-	// ADMIN_ADDR: /metrics, probes, pprof and the router's ops page; empty
-	// is loopback beside HTTP_ADDR (see admin.DefaultAddr).
-	AdminAddr  string
-	AdminPprof bool // ADMIN_PPROF: serve /debug/pprof/ on the admin address
+	LogLevel  string `key:"log.level" default:"info"`  // debug, info, warn, error
+	LogFormat string `key:"log.format" default:"text"` // text or json
+	HTTPAddr  string `key:"http_addr"`                 // default: the service's
 
-	KafkaBrokers        []string      // KAFKA_BROKERS, comma separated
-	KafkaConnectTimeout time.Duration // KAFKA_CONNECT_TIMEOUT: start-up reachability check
-	KafkaBatchTimeout   time.Duration // KAFKA_BATCH_TIMEOUT
-	ChatLogTopic        string        // KAFKA_CHAT_LOG_TOPIC
-	ChatLogPartitions   int           // KAFKA_CHAT_LOG_PARTITIONS
-	ChatStateTopic      string        // KAFKA_CHAT_STATE_TOPIC
-	// KAFKA_REPLICATION_FACTOR, KAFKA_MIN_INSYNC_REPLICAS of the topics a
-	// service creates; 0 is "auto" (see kafkabus.Config).
-	KafkaReplicationFactor int
-	KafkaMinInsyncReplicas int
+	KafkaBrokers        []string      `key:"kafka.brokers" default:"127.0.0.1:9092"`
+	KafkaConnectTimeout time.Duration `key:"kafka.connect_timeout" default:"10s"` // start-up reachability check
+	// Bus holds the rest of the kafkabus settings (KAFKA_BATCH_TIMEOUT,
+	// KAFKA_REPLICATION_FACTOR, KAFKA_MIN_INSYNC_REPLICAS); Kafka adds the
+	// brokers and the client id.
+	Bus kafkabus.Config
 
-	RedisAddr     string        // REDIS_ADDR
-	RedisDB       int           // REDIS_DB
-	RedisPassword string        // REDIS_PASSWORD
-	RedisPrefix   string        // REDIS_PREFIX
-	RedisTimeout  time.Duration // REDIS_TIMEOUT
-	Lease         time.Duration // GATEWAY_LEASE: sessions die with their gateway's lease
+	RedisAddr     string        `key:"redis.addr" default:"127.0.0.1:6379"`
+	RedisDB       int           `key:"redis.db"`
+	RedisPassword string        `key:"redis.password"`
+	RedisTimeout  time.Duration `key:"redis.timeout" default:"2s"` // the client's and gateway.Config's
+	// Route is the routing table's: REDIS_PREFIX and GATEWAY_LEASE
+	// (sessions die with their gateway's lease).
+	Route route.Config
 }
 
-// defaults every service shares.
-var commonDefaults = map[string]any{
-	"log.level":                 "info",
-	"log.format":                "text",
-	"admin.addr":                "",
-	"admin.pprof":               false,
-	"kafka.brokers":             []string{"127.0.0.1:9092"},
-	"kafka.connect_timeout":     "10s",
-	"kafka.batch_timeout":       "2ms",
-	"kafka.chat_log_topic":      "chat-log",
-	"kafka.chat_log_partitions": 4,
-	"kafka.chat_state_topic":    "chat-state",
-	"kafka.replication_factor":  "auto",
-	"kafka.min_insync_replicas": "auto",
-	"redis.addr":                "127.0.0.1:6379",
-	"redis.db":                  0,
-	"redis.password":            "",
-	"redis.prefix":              "sb:",
-	"redis.timeout":             "2s",
-	"gateway.lease":             "15s",
-}
-
-// load reads file (when it exists, or always when required) over defaults,
-// with environment overrides.
-func load(file string, required bool, defaults map[string]any) (*viper.Viper, error) {
+// load fills dst (a pointer to a Gateway or Router) from file (when it
+// exists, or always when required), then the environment, over the
+// defaults its fields' tags declare.
+func load(file string, required bool, dst any) error {
+	fields := setting.Fields(dst)
 	v := viper.New()
-	for k, val := range commonDefaults {
-		v.SetDefault(k, val)
+	defaults := map[string]string{}
+	for _, f := range fields {
+		if f.Key == "" {
+			continue
+		}
+		if d, ok := defaults[f.Key]; ok && f.Default != "" && d != "" && d != f.Default {
+			return fmt.Errorf("config: %s has two defaults, %q and %q (%s)", f.Key, d, f.Default, f.Name)
+		}
+		if f.Default != "" || defaults[f.Key] == "" {
+			defaults[f.Key] = f.Default
+		}
 	}
-	for k, val := range defaults {
-		v.SetDefault(k, val)
+	for k, d := range defaults {
+		v.SetDefault(k, d)
+		if err := v.BindEnv(k, EnvName(k)); err != nil {
+			return err
+		}
 	}
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	v.AutomaticEnv()
 	if file != "" {
 		v.SetConfigFile(file)
 		v.SetConfigType("yaml")
 		if err := v.ReadInConfig(); err != nil {
 			if required || !errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("config file %s: %w", file, err)
+				return fmt.Errorf("config file %s: %w", file, err)
 			}
 		}
 	}
-	return v, nil
-}
-
-func common(v *viper.Viper) (Common, error) {
-	c := Common{
-		LogLevel:          v.GetString("log.level"),
-		LogFormat:         v.GetString("log.format"),
-		HTTPAddr:          v.GetString("http_addr"),
-		AdminAddr:         v.GetString("admin.addr"),
-		AdminPprof:        v.GetBool("admin.pprof"),
-		KafkaBrokers:      list(v.GetStringSlice("kafka.brokers")),
-		ChatLogTopic:      v.GetString("kafka.chat_log_topic"),
-		ChatLogPartitions: v.GetInt("kafka.chat_log_partitions"),
-		ChatStateTopic:    v.GetString("kafka.chat_state_topic"),
-		RedisAddr:         v.GetString("redis.addr"),
-		RedisDB:           v.GetInt("redis.db"),
-		RedisPassword:     v.GetString("redis.password"),
-		RedisPrefix:       v.GetString("redis.prefix"),
-	}
-	var err error
-	durations := []struct {
-		key string
-		dst *time.Duration
-	}{
-		{"kafka.connect_timeout", &c.KafkaConnectTimeout},
-		{"kafka.batch_timeout", &c.KafkaBatchTimeout},
-		{"redis.timeout", &c.RedisTimeout},
-		{"gateway.lease", &c.Lease},
-	}
-	for _, d := range durations {
-		if *d.dst, err = duration(v, d.key); err != nil {
-			return c, err
+	for _, f := range fields {
+		if f.Key == "" {
+			continue
+		}
+		if err := decode(v, f.Key, defaults[f.Key], f.Value); err != nil {
+			return err
 		}
 	}
-	if c.KafkaReplicationFactor, err = autoCount(v, "kafka.replication_factor"); err != nil {
-		return c, err
+	return nil
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// decode sets dst from key as viper's typed getters read it.
+func decode(v *viper.Viper, key, def string, dst reflect.Value) error {
+	switch {
+	case dst.Type() == durationType:
+		d, err := duration(v, key)
+		if err != nil {
+			return err
+		}
+		dst.SetInt(int64(d))
+	case dst.CanInt() && def == setting.Auto:
+		n, err := autoCount(v, key)
+		if err != nil {
+			return err
+		}
+		dst.SetInt(int64(n))
+	case dst.CanInt():
+		dst.SetInt(v.GetInt64(key))
+	case dst.CanFloat():
+		dst.SetFloat(v.GetFloat64(key))
+	case dst.Kind() == reflect.Bool:
+		dst.SetBool(v.GetBool(key))
+	case dst.Kind() == reflect.String:
+		dst.SetString(v.GetString(key))
+	case dst.Kind() == reflect.Slice && dst.Type().Elem().Kind() == reflect.String:
+		dst.Set(reflect.ValueOf(list(v.GetStringSlice(key))).Convert(dst.Type()))
+	default:
+		return fmt.Errorf("config: %s: unsupported type %s", key, dst.Type())
 	}
-	if c.KafkaMinInsyncReplicas, err = autoCount(v, "kafka.min_insync_replicas"); err != nil {
-		return c, err
-	}
-	if rf, isr := c.KafkaReplicationFactor, c.KafkaMinInsyncReplicas; rf > 0 && isr > rf {
-		return c, fmt.Errorf("KAFKA_MIN_INSYNC_REPLICAS (kafka.min_insync_replicas) %d exceeds KAFKA_REPLICATION_FACTOR %d: every send would fail", isr, rf)
+	return nil
+}
+
+// check validates what every service shares.
+func (c Common) check() error {
+	if rf, isr := c.Bus.ReplicationFactor, c.Bus.MinInsyncReplicas; rf > 0 && isr > rf {
+		return fmt.Errorf("KAFKA_MIN_INSYNC_REPLICAS (kafka.min_insync_replicas) %d exceeds KAFKA_REPLICATION_FACTOR %d: every send would fail", isr, rf)
 	}
 	switch {
 	case len(c.KafkaBrokers) == 0:
-		return c, errors.New("KAFKA_BROKERS (kafka.brokers) is empty")
+		return errors.New("KAFKA_BROKERS (kafka.brokers) is empty")
 	case c.RedisAddr == "":
-		return c, errors.New("REDIS_ADDR (redis.addr) is empty")
+		return errors.New("REDIS_ADDR (redis.addr) is empty")
 	case c.HTTPAddr == "":
-		return c, errors.New("HTTP_ADDR (http_addr) is empty")
+		return errors.New("HTTP_ADDR (http_addr) is empty")
 	case c.LogFormat != "text" && c.LogFormat != "json":
-		return c, fmt.Errorf("LOG_FORMAT (log.format) %q: want text or json", c.LogFormat)
+		return fmt.Errorf("LOG_FORMAT (log.format) %q: want text or json", c.LogFormat)
 	}
 	if _, err := level(c.LogLevel); err != nil {
-		return c, err
+		return err
 	}
-	return c, nil
+	return nil
 }
 
 // EnvName returns the environment variable that overrides key.
@@ -214,8 +210,9 @@ func (c Common) Logger(w io.Writer) *slog.Logger {
 
 // Kafka returns the kafkabus configuration.
 func (c Common) Kafka(clientID string) kafkabus.Config {
-	return kafkabus.Config{Brokers: c.KafkaBrokers, ClientID: clientID, BatchTimeout: c.KafkaBatchTimeout,
-		ReplicationFactor: c.KafkaReplicationFactor, MinInsyncReplicas: c.KafkaMinInsyncReplicas}
+	k := c.Bus
+	k.Brokers, k.ClientID = c.KafkaBrokers, clientID
+	return k
 }
 
 // ConnectRedis opens the Redis client and checks that it answers.

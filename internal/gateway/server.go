@@ -24,6 +24,7 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/audit"
 	"github.com/switchboard-chat/switchboard/internal/auth"
 	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/config/setting"
 	"github.com/switchboard-chat/switchboard/internal/history"
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
 	"github.com/switchboard-chat/switchboard/internal/relay"
@@ -31,95 +32,96 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/store"
 )
 
-// Config configures a gateway. Zero fields take the documented defaults.
+// Config configures a gateway. Zero fields take the defaults in their
+// default tags (see package setting); key tags name the configuration keys.
 type Config struct {
 	// ServerID names this gateway; its topic is messages-<ServerID>. Required.
-	ServerID chat.ServerID
+	ServerID chat.ServerID `key:"server_id"`
 	// Addr is the HTTP listen address. Default ":8080".
-	Addr string
+	Addr string `key:"http_addr" default:":8080"`
 	// AllowedOrigins are the browser origins whose pages may open
 	// WebSockets and call the REST API (CORS): patterns such as
 	// "https://chat.example.com", "https://*.example.com" or a bare host
 	// pattern "chat.example.com" (http and https); see originMatcher.
 	// Nothing is derived from the request. Default DefaultAllowedOrigins
 	// (loopback pages on any port).
-	AllowedOrigins []string
+	AllowedOrigins []string `key:"allowed_origins"`
 	// ChatLogTopic is the log of record. Default "chat-log".
-	ChatLogTopic string
+	ChatLogTopic string `key:"kafka.chat_log_topic" default:"chat-log"`
 	// ChatLogPartitions is used when the gateway creates chat-log. Default 4.
-	ChatLogPartitions int
+	ChatLogPartitions int `key:"kafka.chat_log_partitions" default:"4"`
 	// ChatStateTopic is the compacted table of users and conversations.
 	// Default "chat-state".
-	ChatStateTopic string
+	ChatStateTopic string `key:"kafka.chat_state_topic" default:"chat-state"`
 	// TopicPartitions of this gateway's topic. Default 1.
-	TopicPartitions int
+	TopicPartitions int `key:"kafka.topic_partitions" default:"1"`
 	// TopicRetention of this gateway's topic. Default 24h.
-	TopicRetention time.Duration
+	TopicRetention time.Duration `key:"kafka.topic_retention" default:"24h"`
 	// SendQueue is how many frames may wait for one connection's writer
 	// before it is closed as a slow consumer. Default 256.
-	SendQueue int
+	SendQueue int `key:"gateway.send_queue" default:"256"`
 	// Inbox is how many sends of one connection may wait for the send path
 	// before reading from it pauses. Default 64.
-	Inbox int
+	Inbox int `default:"64"`
 	// PingInterval between WebSocket pings. Default 20s.
-	PingInterval time.Duration
+	PingInterval time.Duration `key:"gateway.ping_interval" default:"20s"`
 	// PingTimeout closes a connection whose pong is this late. Default 10s.
-	PingTimeout time.Duration
+	PingTimeout time.Duration `key:"gateway.ping_timeout" default:"10s"`
 	// WriteTimeout bounds one frame write. Default 10s.
-	WriteTimeout time.Duration
+	WriteTimeout time.Duration `default:"10s"`
 	// ProduceTimeout bounds a send's Kafka produce; past it the client gets
 	// unavailable. Default 5s.
-	ProduceTimeout time.Duration
+	ProduceTimeout time.Duration `key:"kafka.produce_timeout" default:"5s"`
 	// RedisTimeout bounds a Redis round trip. Default 2s.
-	RedisTimeout time.Duration
+	RedisTimeout time.Duration `key:"redis.timeout" default:"2s"`
 	// SyncRecent is how many recent messages a sync returns for a
 	// conversation the client does not name (a new device, a new
 	// conversation). Named conversations get everything after their seq
 	// that the views hold. Default 50.
-	SyncRecent int
+	SyncRecent int `default:"50"`
 	// SyncWait bounds how long a sync waits for the router to apply the
 	// log up to the moment the sync began. Default 5s.
-	SyncWait time.Duration
+	SyncWait time.Duration `default:"5s"`
 	// SyncSeqWait bounds how long a sync then waits for the views to hold
 	// the last seq handed out in each conversation (a send still in
 	// flight). Default 1s.
-	SyncSeqWait time.Duration
+	SyncSeqWait time.Duration `default:"1s"`
 	// DrainWindow spreads clients' reconnects on shutdown. Default 5s.
-	DrainWindow time.Duration
+	DrainWindow time.Duration `key:"gateway.drain_window" default:"5s"`
 	// ShutdownTimeout bounds the whole drain. Default 20s.
-	ShutdownTimeout time.Duration
+	ShutdownTimeout time.Duration `key:"gateway.shutdown_timeout" default:"20s"`
 	// ConnectRate and ConnectBurst bound new connections per second
 	// (admission control). Defaults 200 and 400.
-	ConnectRate  float64
-	ConnectBurst int
+	ConnectRate  float64 `key:"gateway.connect_rate" default:"200"`
+	ConnectBurst int     `key:"gateway.connect_burst" default:"400"`
 	// HTTPReadTimeout bounds reading one request, body included;
 	// HTTPWriteTimeout writing its answer; HTTPIdleTimeout how long a
 	// keep-alive connection may wait for its next request. None applies
 	// to a WebSocket once upgraded. Defaults 30s, 30s, 60s.
-	HTTPReadTimeout  time.Duration
-	HTTPWriteTimeout time.Duration
-	HTTPIdleTimeout  time.Duration
+	HTTPReadTimeout  time.Duration `key:"http.read_timeout" default:"30s"`
+	HTTPWriteTimeout time.Duration `key:"http.write_timeout" default:"30s"`
+	HTTPIdleTimeout  time.Duration `key:"http.idle_timeout" default:"60s"`
 	// MaxHeaderBytes bounds a request's line and headers together (431
 	// beyond; at least 4 KiB pass). Default 16 KiB.
-	MaxHeaderBytes int
+	MaxHeaderBytes int `key:"http.max_header_bytes" default:"16384"`
 	// MaxConnsPerIP bounds the TCP connections of one client address that
 	// are not WebSockets (keep-alives, requests, handshakes); more are
 	// closed at accept. Negative: unlimited. Default 256.
-	MaxConnsPerIP int
+	MaxConnsPerIP int `key:"gateway.max_conns_per_ip" default:"256" negative:"unlimited"`
 	// MessageRate and MessageBurst are each user's token bucket for sends
 	// on this gateway (shared by the user's connections and REST sends here). Negative
 	// rate: unlimited. Defaults 50 per second, burst 100.
-	MessageRate  float64
-	MessageBurst int
+	MessageRate  float64 `key:"gateway.message_rate" default:"50" negative:"unlimited"`
+	MessageBurst int     `key:"gateway.message_burst" default:"100"`
 	// MaxSessionsPerUser bounds a user's sessions on live gateways,
 	// checked at the handshake (429 beyond). Negative: unlimited.
 	// Default 20.
-	MaxSessionsPerUser int
+	MaxSessionsPerUser int `key:"gateway.max_sessions_per_user" default:"20" negative:"unlimited"`
 	// MaxBodyBytes bounds a REST request body (413 beyond). Default
 	// 64 KiB.
-	MaxBodyBytes int64
+	MaxBodyBytes int64 `key:"http.max_body_bytes" default:"65536"`
 	// AuditTopic receives audit records. Default "chat-audit".
-	AuditTopic string
+	AuditTopic string `key:"kafka.audit_topic" default:"chat-audit"`
 	// LoginPerUser and LoginPerIP bound register and login attempts per
 	// named user and per client address (429 beyond). Defaults 5 with one
 	// more every 12s, and 20 with one more every 3s; see auth.LimitsConfig.
@@ -130,74 +132,17 @@ type Config struct {
 	// AdminAddr is the admin listener's address: /metrics, /healthz,
 	// /readyz and, with AdminPprof, /debug/pprof/. Default
 	// admin.DefaultAddr(Addr, 1000): loopback, the public port plus 1000.
-	AdminAddr  string
-	AdminPprof bool
+	AdminAddr  string `key:"admin.addr"`
+	AdminPprof bool   `key:"admin.pprof"`
 }
 
 func (c *Config) setDefaults() error {
 	if _, err := chat.ParseServerID(string(c.ServerID)); err != nil {
 		return fmt.Errorf("SERVER_ID: %w", err)
 	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	defInt := func(d *int, v int) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	if c.Addr == "" {
-		c.Addr = ":8080"
-	}
+	setting.Fill(c)
 	if c.AdminAddr == "" {
 		c.AdminAddr = admin.DefaultAddr(c.Addr, 1000)
-	}
-	if c.ChatLogTopic == "" {
-		c.ChatLogTopic = "chat-log"
-	}
-	defInt(&c.ChatLogPartitions, 4)
-	if c.ChatStateTopic == "" {
-		c.ChatStateTopic = "chat-state"
-	}
-	defInt(&c.TopicPartitions, 1)
-	defInt(&c.SendQueue, 256)
-	defInt(&c.SyncRecent, 50)
-	defInt(&c.Inbox, 64)
-	defInt(&c.ConnectBurst, 400)
-	if c.ConnectRate <= 0 {
-		c.ConnectRate = 200
-	}
-	def(&c.TopicRetention, 24*time.Hour)
-	def(&c.PingInterval, 20*time.Second)
-	def(&c.PingTimeout, 10*time.Second)
-	def(&c.WriteTimeout, 10*time.Second)
-	def(&c.ProduceTimeout, 5*time.Second)
-	def(&c.RedisTimeout, 2*time.Second)
-	def(&c.DrainWindow, 5*time.Second)
-	def(&c.SyncWait, 5*time.Second)
-	def(&c.SyncSeqWait, time.Second)
-	def(&c.ShutdownTimeout, 20*time.Second)
-	def(&c.HTTPReadTimeout, 30*time.Second)
-	def(&c.HTTPWriteTimeout, 30*time.Second)
-	def(&c.HTTPIdleTimeout, 60*time.Second)
-	defInt(&c.MaxHeaderBytes, 16<<10)
-	defInt(&c.MessageBurst, 100)
-	if c.MaxConnsPerIP == 0 {
-		c.MaxConnsPerIP = 256
-	}
-	if c.MessageRate == 0 {
-		c.MessageRate = 50
-	}
-	if c.MaxSessionsPerUser == 0 {
-		c.MaxSessionsPerUser = 20
-	}
-	if c.MaxBodyBytes <= 0 {
-		c.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if c.AuditTopic == "" {
-		c.AuditTopic = audit.DefaultTopic
 	}
 	for _, o := range c.AllowedOrigins {
 		if _, err := path.Match(o, ""); err != nil {

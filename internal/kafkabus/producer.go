@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/switchboard-chat/switchboard/internal/config/setting"
 )
 
 // Config holds the broker connection settings shared by producers,
@@ -19,48 +21,34 @@ type Config struct {
 	// Brokers are host:port bootstrap addresses. Required.
 	Brokers []string
 	// ClientID names this process to the brokers. Default "switchboard".
-	ClientID string
+	ClientID string `default:"switchboard"`
 	// DialTimeout bounds a connection attempt. Default 5s.
-	DialTimeout time.Duration
+	DialTimeout time.Duration `default:"5s"`
 	// BatchTimeout is how long the producer waits to fill a batch before
 	// sending it. kafka-go's own default (1s) would add a second to every
 	// send. Default 2ms.
-	BatchTimeout time.Duration
+	BatchTimeout time.Duration `key:"kafka.batch_timeout" default:"2ms"`
 	// BatchSize is the most records in one batch per partition. Default 500.
-	BatchSize int
+	BatchSize int `default:"500"`
 	// MetadataTTL bounds how stale the producer's view of the topics may
 	// be; a new gateway's topic becomes writable within it. Default 1s.
-	MetadataTTL time.Duration
+	MetadataTTL time.Duration `default:"1s"`
 	// ReplicationFactor is how many brokers hold each partition of the
 	// topics an Admin creates. 0 (auto): min(3, the brokers the cluster
 	// reports when the topic is created), so 1 on a single broker.
-	ReplicationFactor int
+	ReplicationFactor int `key:"kafka.replication_factor" default:"auto"`
 	// MinInsyncReplicas is the created topics' min.insync.replicas: the
 	// replicas that must hold a record before an acks=all write succeeds;
 	// with fewer in sync, writes fail rather than succeed under-replicated.
 	// 0 (auto): min(2, the replication factor).
-	MinInsyncReplicas int
+	MinInsyncReplicas int `key:"kafka.min_insync_replicas" default:"auto"`
 }
 
 func (c *Config) setDefaults() error {
 	if len(c.Brokers) == 0 {
 		return errors.New("kafka: no brokers configured")
 	}
-	if c.ClientID == "" {
-		c.ClientID = "switchboard"
-	}
-	if c.DialTimeout <= 0 {
-		c.DialTimeout = 5 * time.Second
-	}
-	if c.BatchTimeout <= 0 {
-		c.BatchTimeout = 2 * time.Millisecond
-	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = 500
-	}
-	if c.MetadataTTL <= 0 {
-		c.MetadataTTL = time.Second
-	}
+	setting.Fill(c)
 	return nil
 }
 

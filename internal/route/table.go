@@ -13,30 +13,21 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/config/setting"
 )
 
 // Config configures a Table. Zero fields take the documented defaults.
 type Config struct {
 	// Prefix is prepended to every key. Default "sb:".
-	Prefix string
+	Prefix string `key:"redis.prefix" default:"sb:"`
 	// Lease is how long a gateway's registration lives without a
 	// heartbeat; its sessions are ignored once it lapses. Default 15s.
-	Lease time.Duration
+	Lease time.Duration `key:"gateway.lease" default:"15s"`
 	// DedupeTTL is how long a (user, cid) pair is remembered. Default 24h.
-	DedupeTTL time.Duration
+	DedupeTTL time.Duration `default:"24h"`
 }
 
-func (c *Config) setDefaults() {
-	if c.Prefix == "" {
-		c.Prefix = "sb:"
-	}
-	if c.Lease <= 0 {
-		c.Lease = 15 * time.Second
-	}
-	if c.DedupeTTL <= 0 {
-		c.DedupeTTL = 24 * time.Hour
-	}
-}
+func (c *Config) setDefaults() { setting.Fill(c) }
 
 // Table is the routing table. It is safe for concurrent use.
 type Table struct {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/internal/admin"
 	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/config/setting"
 	"github.com/switchboard-chat/switchboard/internal/health"
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
 	"github.com/switchboard-chat/switchboard/internal/relay"
@@ -35,116 +36,78 @@ const (
 	applyLinger   = time.Millisecond
 )
 
-// Config configures a router. Zero fields take the documented defaults.
+// Config configures a router. Zero fields take the defaults in their
+// default tags (see package setting); key tags name the configuration keys.
 type Config struct {
 	// Addr serves /healthz and /readyz. Default ":9090".
-	Addr string
+	Addr string `key:"http_addr" default:":9090"`
 	// AdminAddr serves /metrics, /healthz, /readyz, the ops page (/ops,
 	// /ops.json) and, with AdminPprof, /debug/pprof/. Default
 	// admin.DefaultAddr(Addr, 100): loopback, the public port plus 100.
-	AdminAddr  string
-	AdminPprof bool
+	AdminAddr  string `key:"admin.addr"`
+	AdminPprof bool   `key:"admin.pprof"`
 	// AdminToken is the ops page's bearer token (Authorization: Bearer or
 	// ?token=). Empty: the page is served only when AdminAddr is loopback.
-	AdminToken string
+	AdminToken string `key:"admin.token"`
 	// AuditTopic is the gateways' audit topic, whose latest records the
 	// ops page shows. Default "chat-audit".
-	AuditTopic string
+	AuditTopic string `key:"kafka.audit_topic" default:"chat-audit"`
 	// ChatLogTopic is the log of record. Default "chat-log".
-	ChatLogTopic string
+	ChatLogTopic string `key:"kafka.chat_log_topic" default:"chat-log"`
 	// ChatLogPartitions is used when the router creates chat-log. Default 4.
-	ChatLogPartitions int
+	ChatLogPartitions int `key:"kafka.chat_log_partitions" default:"4"`
 	// ChatStateTopic is the compacted table of users and conversations.
 	// Default "chat-state".
-	ChatStateTopic string
+	ChatStateTopic string `key:"kafka.chat_state_topic" default:"chat-state"`
 	// GroupID is the consumer group of every router replica. Default "router".
-	GroupID string
+	GroupID string `key:"router.group_id" default:"router"`
 	// JanitorInterval is how often dead gateways are looked for. Default 5s.
-	JanitorInterval time.Duration
+	JanitorInterval time.Duration `key:"router.janitor_interval" default:"5s"`
 	// DeadAfter is how long past its lease a gateway is purged. Default 0:
 	// as soon as the lease lapses.
-	DeadAfter time.Duration
+	DeadAfter time.Duration `key:"router.dead_after" default:"0s"`
 	// ApplyTimeout bounds one Redis apply. Default 5s.
-	ApplyTimeout time.Duration
+	ApplyTimeout time.Duration `default:"5s"`
 	// OrphanGrace is how long the topic of a dead gateway is kept for its
 	// return (a restart with the same SERVER_ID resumes it); past it the
 	// topic is deleted. Default 1h.
-	OrphanGrace time.Duration
+	OrphanGrace time.Duration `key:"router.orphan_grace" default:"1h"`
 	// CheckpointTopic is the compacted topic of seq checkpoints that the
 	// seq counters come back from after a Redis loss. Default
 	// "chat-checkpoint", or "<ChatLogTopic>-checkpoint" when chat-log has
 	// another name.
-	CheckpointTopic string
+	CheckpointTopic string `key:"kafka.checkpoint_topic"`
 	// CheckpointInterval is how often a checkpoint is written. Default 10s.
-	CheckpointInterval time.Duration
+	CheckpointInterval time.Duration `key:"router.checkpoint_interval" default:"10s"`
 	// RestoreCheck is how often the router checks whether Redis lost its
 	// data. Default 1s.
-	RestoreCheck time.Duration
+	RestoreCheck time.Duration `default:"1s"`
 	// RestoreGrace is how long after a Redis loss was detected a send that
 	// took its seq from the old Redis may still reach the log: at least
 	// the gateways' KAFKA_PRODUCE_TIMEOUT. Sends are accepted again no
 	// earlier. Default 5s.
-	RestoreGrace time.Duration
+	RestoreGrace time.Duration `key:"kafka.produce_timeout" default:"5s"`
 	// DedupeLookback is how far back in the log a restore brings the
 	// dedupe records back before sends are accepted again (the rebuild
 	// behind it restores the rest of the dedupe TTL). Default 60s.
-	DedupeLookback time.Duration
+	DedupeLookback time.Duration `key:"router.dedupe_lookback" default:"60s"`
 	// RebuildChunk is how many chat-log records a rebuild aggregates
 	// before writing them. Default 100000.
-	RebuildChunk int
+	RebuildChunk int `default:"100000"`
 }
 
 func (c *Config) setDefaults() {
-	if c.Addr == "" {
-		c.Addr = ":9090"
-	}
+	setting.Fill(c)
 	if c.AdminAddr == "" {
 		c.AdminAddr = admin.DefaultAddr(c.Addr, 100)
 	}
-	if c.AuditTopic == "" {
-		c.AuditTopic = "chat-audit"
-	}
-	if c.ChatLogTopic == "" {
-		c.ChatLogTopic = "chat-log"
-	}
-	if c.ChatLogPartitions <= 0 {
-		c.ChatLogPartitions = 4
-	}
-	if c.ChatStateTopic == "" {
-		c.ChatStateTopic = "chat-state"
-	}
-	if c.GroupID == "" {
-		c.GroupID = "router"
-	}
-	if c.JanitorInterval <= 0 {
-		c.JanitorInterval = 5 * time.Second
-	}
-	if c.ApplyTimeout <= 0 {
-		c.ApplyTimeout = 5 * time.Second
-	}
-	if c.OrphanGrace <= 0 {
-		c.OrphanGrace = time.Hour
-	}
 	if c.CheckpointTopic == "" {
+		var d Config
+		setting.Fill(&d)
 		c.CheckpointTopic = "chat-checkpoint"
-		if c.ChatLogTopic != "chat-log" {
+		if c.ChatLogTopic != d.ChatLogTopic {
 			c.CheckpointTopic = c.ChatLogTopic + "-checkpoint"
 		}
-	}
-	if c.CheckpointInterval <= 0 {
-		c.CheckpointInterval = 10 * time.Second
-	}
-	if c.RestoreCheck <= 0 {
-		c.RestoreCheck = time.Second
-	}
-	if c.RestoreGrace <= 0 {
-		c.RestoreGrace = 5 * time.Second
-	}
-	if c.DedupeLookback <= 0 {
-		c.DedupeLookback = time.Minute
-	}
-	if c.RebuildChunk <= 0 {
-		c.RebuildChunk = 100000
 	}
 }
 
