@@ -37,7 +37,7 @@ func (r *IdleResult) print(w io.Writer) {
 // From one machine, past ~28,000 connections to one port the source
 // ports run out: -source-addrs spreads the connections over 127.0.0.2…
 // (automatic past 20,000). The gateway side needs GATEWAY_CONNECT_RATE and
-// GATEWAY_CONNECT_BURST raised (admission control, 200/s by default) to
+// GATEWAY_CONNECT_BURST raised (admission control, 1,000/s by default) to
 // connect quickly, and both processes need `ulimit -n` above the count.
 // GATEWAY_MAX_CONNS_PER_IP bounds the handshakes in flight per address;
 // -dial-concurrency stays below it.
