@@ -56,7 +56,7 @@ func run(ctx context.Context, args []string) error {
 		ChatStateTopic:    cfg.ChatStateTopic,
 		TopicPartitions:   cfg.TopicPartitions,
 		TopicRetention:    cfg.TopicRetention,
-		SendQueue:         cfg.SendQueue,
+		SendQueueBytes:    cfg.SendQueueBytes,
 		PingInterval:      cfg.PingInterval,
 		PingTimeout:       cfg.PingTimeout,
 		ProduceTimeout:    cfg.ProduceTimeout,

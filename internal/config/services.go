@@ -25,7 +25,7 @@ type Gateway struct {
 	TopicRetention  time.Duration // KAFKA_TOPIC_RETENTION
 	ProduceTimeout  time.Duration // KAFKA_PRODUCE_TIMEOUT
 
-	SendQueue       int           // GATEWAY_SEND_QUEUE
+	SendQueueBytes  int           // GATEWAY_SEND_QUEUE_BYTES
 	PingInterval    time.Duration // GATEWAY_PING_INTERVAL
 	PingTimeout     time.Duration // GATEWAY_PING_TIMEOUT
 	DrainWindow     time.Duration // GATEWAY_DRAIN_WINDOW
@@ -60,7 +60,7 @@ var gatewayDefaults = map[string]any{
 	"kafka.topic_partitions":        1,
 	"kafka.topic_retention":         "24h",
 	"kafka.produce_timeout":         "5s",
-	"gateway.send_queue":            256,
+	"gateway.send_queue_bytes":      1 << 20,
 	"gateway.ping_interval":         "20s",
 	"gateway.ping_timeout":          "10s",
 	"gateway.drain_window":          "5s",
@@ -95,7 +95,7 @@ func LoadGateway(file string, required bool) (*Gateway, error) {
 		AuthMode:        v.GetString("auth.mode"),
 		AllowedOrigins:  list(v.GetStringSlice("allowed_origins")),
 		TopicPartitions: v.GetInt("kafka.topic_partitions"),
-		SendQueue:       v.GetInt("gateway.send_queue"),
+		SendQueueBytes:  v.GetInt("gateway.send_queue_bytes"),
 		ConnectRate:     v.GetFloat64("gateway.connect_rate"),
 		ConnectBurst:    v.GetInt("gateway.connect_burst"),
 

@@ -31,6 +31,9 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/store"
 )
 
+// DefaultSendQueueBytes is Config.SendQueueBytes's default.
+const DefaultSendQueueBytes = 1 << 20
+
 // Config configures a gateway. Zero fields take the documented defaults.
 type Config struct {
 	// ServerID names this gateway; its topic is messages-<ServerID>. Required.
@@ -55,9 +58,14 @@ type Config struct {
 	TopicPartitions int
 	// TopicRetention of this gateway's topic. Default 24h.
 	TopicRetention time.Duration
-	// SendQueue is how many frames may wait for one connection's writer
-	// before it is closed as a slow consumer. Default 256.
-	SendQueue int
+	// SendQueueBytes is how many bytes of frames may wait for one
+	// connection's socket (queued, or being written) before it is closed
+	// as a slow consumer (4000); typing and presence are shed once half of
+	// it is used. Frames shared by many connections (a public message) are
+	// counted in full by each. A frame always fits an empty queue. Default
+	// 1 MiB: about 4,000 typical message frames, several seconds of a busy
+	// conversation for a client that is reading.
+	SendQueueBytes int
 	// Inbox is how many sends of one connection may wait for the send path
 	// before reading from it pauses. Default 64.
 	Inbox int
@@ -162,7 +170,7 @@ func (c *Config) setDefaults() error {
 		c.ChatStateTopic = "chat-state"
 	}
 	defInt(&c.TopicPartitions, 1)
-	defInt(&c.SendQueue, 256)
+	defInt(&c.SendQueueBytes, DefaultSendQueueBytes)
 	defInt(&c.SyncRecent, 50)
 	defInt(&c.Inbox, 64)
 	defInt(&c.ConnectBurst, 400)
