@@ -66,12 +66,13 @@ type conn struct {
 	typing   map[chat.ConvID]*typingState
 	receipts map[receiptMark]int64 // highest mark sent
 
-	// sendLimit is the user's message rate on this gateway (nil:
-	// unlimited); typingLimit bounds the typing frames relayed for this
+	// sendLimit is the user's message rate on this gateway, taken at the
+	// first send (nil: none yet, or unlimited); typingLimit bounds the typing frames relayed for this
 	// connection, starts and stops alike (request worker; nil until the
 	// first typing frame).
 	sendLimit   *rate.Limiter
 	typingLimit *rate.Limiter
+	holdsLimit  bool // sendLimit was acquired (reader), released by serveWS
 
 	// blocked is set while the reader waits for room in the inbox: the
 	// client is alive (it sent those frames) but its pongs are not read.

@@ -132,18 +132,16 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 	}
 	ws.SetReadLimit(protocol.MaxFrameBytes)
 	c := &conn{
-		s:         s,
-		ws:        ws,
-		sock:      hj.sock,
-		ctx:       connCtx,
-		user:      user,
-		session:   newSessionID(),
-		closing:   make(chan struct{}),
-		expires:   expires,
-		sendLimit: s.sendLimits.acquire(user),
+		s:       s,
+		ws:      ws,
+		sock:    hj.sock,
+		ctx:     connCtx,
+		user:    user,
+		session: newSessionID(),
+		closing: make(chan struct{}),
+		expires: expires,
 	}
 	if !s.register(connCtx, c) {
-		s.sendLimits.release(user)
 		return
 	}
 	// The handler returns now, and net/http lets go of the request and its
@@ -152,8 +150,10 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 	handedOff = true
 	go func() {
 		defer s.conns.Done()
-		defer s.sendLimits.release(user)
 		c.run()
+		if c.holdsLimit {
+			s.sendLimits.release(user)
+		}
 		s.unregister(connCtx, c)
 	}()
 }

@@ -21,7 +21,7 @@ const socketChunk = 16 << 10
 // holds bytes. Header and control frames fit in the writer's buffer.
 const (
 	wsReadBuffer  = 16
-	wsWriteBuffer = 256
+	wsWriteBuffer = 64
 )
 
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, socketChunk); return &b }}
