@@ -96,3 +96,63 @@ func BenchmarkIdleConnectionMemory(b *testing.B) {
 	}
 	wg.Wait()
 }
+
+// BenchmarkFrameWrites writes b.N message frames of 200 bytes to one
+// connection over loopback TCP, read by a client that drains its socket:
+// "queued" goes through enqueue and the writer (frames queued meanwhile
+// share a flush), "one flush each" writes every frame with its own
+// flush, as a writer without batching does.
+func BenchmarkFrameWrites(b *testing.B) {
+	for _, mode := range []string{"queued", "one flush each"} {
+		b.Run(mode, func(b *testing.B) {
+			s := testServer(b, Config{SendQueueBytes: 1 << 30}) // the producer outruns the socket
+			got := make(chan *conn, 1)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				hj := &hijacker{ResponseWriter: w}
+				ws, err := websocket.Accept(hj, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+				if err != nil {
+					return
+				}
+				got <- &conn{s: s, ws: ws, sock: hj.sock, ctx: context.Background(), user: "u", session: "s", closing: make(chan struct{})}
+			}))
+			defer srv.Close()
+			nc, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer nc.Close()
+			_, _ = io.WriteString(nc, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
+				"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+			br := bufio.NewReader(nc)
+			if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+				b.Fatalf("handshake: %v %v", resp, err)
+			}
+			c := <-got
+			frame := frameOf(0, 200)
+			want := int64(b.N) * int64(len(frame)+2) // 2-byte header
+			read := make(chan int64)
+			go func() {
+				n, _ := io.CopyN(io.Discard, br, want)
+				read <- n
+			}()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if mode == "queued" {
+					c.enqueue(frame, essential)
+				} else if err := c.ws.Write(context.Background(), websocket.MessageText, frame); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if n := <-read; n != want {
+				b.Fatalf("client read %d bytes, want %d", n, want)
+			}
+			b.StopTimer()
+			c.close(reasonWriteFailed)
+			c.mu.Lock()
+			c.done = true
+			c.mu.Unlock()
+			c.tasks.Wait()
+		})
+	}
+}
