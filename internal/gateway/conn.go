@@ -82,6 +82,7 @@ type conn struct {
 	queue    [][]byte            // frames waiting for the writer
 	queued   int                 // bytes queued or being written
 	writing  bool                // a writer runs (for good once closing)
+	holding  bool                // registering: frames wait (see release)
 	shut     bool                // the writer has closed the socket
 	requests []*protocol.Inbound // waiting for the request worker
 	working  bool                // a request worker runs
@@ -138,7 +139,7 @@ func (c *conn) enqueue(frame []byte, kind frameKind) {
 	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
-	if !c.writing {
+	if !c.writing && !c.holding {
 		c.writing = c.goLocked(c.writeLoop)
 	}
 	c.mu.Unlock()
@@ -160,6 +161,17 @@ func (c *conn) close(r closeReason) {
 		}
 		c.mu.Unlock()
 	})
+}
+
+// release lets the writer start once the connection is registered: a
+// client that got hello can be sent to at once.
+func (c *conn) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.holding = false
+	if len(c.queue) > 0 && !c.writing {
+		c.writing = c.goLocked(c.writeLoop)
+	}
 }
 
 // queuedBytes is how many bytes wait for the socket.

@@ -326,3 +326,29 @@ func TestALivePeerIsPingedAndStaysOpen(t *testing.T) {
 		}
 	})
 }
+
+func TestFramesWaitUntilTheConnectionIsRegistered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := testServer(t, Config{})
+		c, _, br, _ := pipeConn(t, s, false)
+		c.holding = true // as serveWS makes it
+		got := make(chan []byte, 1)
+		go func() {
+			_, p, _ := readFrame(br)
+			got <- p
+			_, _ = io.Copy(io.Discard, br)
+		}()
+		c.enqueue([]byte(`{"type":"hello"}`), essential)
+		synctest.Wait()
+		if len(got) != 0 {
+			t.Fatal("hello was written before the connection was registered")
+		}
+		c.release()
+		if p := <-got; string(p) != `{"type":"hello"}` {
+			t.Fatalf("first frame %s, want hello", p)
+		}
+		ended := start(c)
+		c.close(reasonDrain)
+		<-ended
+	})
+}

@@ -140,6 +140,7 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 		session: newSessionID(),
 		closing: make(chan struct{}),
 		expires: expires,
+		holding: true,
 	}
 	if !s.register(connCtx, c) {
 		return
@@ -159,7 +160,8 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 }
 
 // register queues hello, adds c to the hub and the routing table, and
-// announces its user; false means c was closed (Redis did not answer).
+// announces its user, then lets the writer start; false means c was closed
+// (Redis did not answer). A client that got hello is routable.
 func (s *Server) register(ctx context.Context, c *conn) bool {
 	// hello is queued before the connection joins the hub, so it is always
 	// the first frame; a delivery can arrive as soon as it has joined.
@@ -192,6 +194,8 @@ func (s *Server) register(ctx context.Context, c *conn) bool {
 	if err := s.joinGroups(ctx, c.user); err != nil {
 		c.logger().Warn("group index: join failed", "err", err)
 	}
+	// hello goes out now: the session is routable, and its groups known.
+	c.release()
 	return true
 }
 
