@@ -77,6 +77,8 @@ type conn struct {
 	// blocked is set while the reader waits for room in the inbox: the
 	// client is alive (it sent those frames) but its pongs are not read.
 	blocked atomic.Bool
+	// lastRead is when the reader last read a frame (Unix nanoseconds).
+	lastRead atomic.Int64
 
 	mu       sync.Mutex
 	queue    [][]byte            // frames waiting for the writer
@@ -227,6 +229,7 @@ func (c *conn) readLoop(ctx context.Context) {
 	defer c.close(reasonReadFailed) // no-op when a reason is already set
 	for {
 		typ, data, err := c.ws.Read(ctx)
+		c.lastRead.Store(time.Now().UnixNano())
 		if err != nil {
 			switch status := websocket.CloseStatus(err); {
 			case status == websocket.StatusNormalClosure || status == websocket.StatusGoingAway:

@@ -352,3 +352,31 @@ func TestFramesWaitUntilTheConnectionIsRegistered(t *testing.T) {
 		<-ended
 	})
 }
+
+func TestAPeerThatKeepsSendingIsAliveWithoutItsPongs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := testServer(t, Config{PingInterval: 20 * time.Second, PingTimeout: 10 * time.Second})
+		c, _, br, cli := pipeConn(t, s, false)
+		go func() { _, _ = io.Copy(io.Discard, br) }() // pings are read, never answered
+		ended := start(c)
+		// An application ping every second, as a masked frame (key 0).
+		frame := append([]byte{0x81, 0x80 | 15, 0, 0, 0, 0}, `{"type":"ping"}`...)
+		for range 100 {
+			if _, err := cli.Write(frame); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Second)
+		}
+		synctest.Wait()
+		if c.isClosing() {
+			t.Fatalf("a peer that kept sending was closed: %q", c.reason.label)
+		}
+		// Silent from now on: closed within interval plus timeout.
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if !c.isClosing() || c.reason != reasonPingTimeout {
+			t.Fatalf("30s after its last frame: closing %v, reason %q; want ping_timeout", c.isClosing(), c.reason.label)
+		}
+		<-ended
+	})
+}

@@ -1,10 +1,15 @@
 package gateway
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
-// ping checks liveness with a WebSocket ping; a peer that does not answer
-// within PingTimeout is closed. It runs from the connection's ping timer
-// (no goroutine waits between pings) and arms the timer again.
+// ping checks liveness with a WebSocket ping; a peer that neither answers
+// within PingTimeout nor sends any frame meanwhile is closed (a busy
+// sender's pong waits behind its own frames, which prove it alive). It
+// runs from the connection's ping timer (no goroutine waits between
+// pings) and arms the timer again.
 func (c *conn) ping() {
 	c.mu.Lock()
 	if c.done {
@@ -20,10 +25,11 @@ func (c *conn) ping() {
 	// A reader blocked on its own sends cannot read the pong, but the
 	// client is alive: it sent those frames.
 	if !c.blocked.Load() {
+		sent := time.Now().UnixNano()
 		ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.PingTimeout)
 		err := c.ws.Ping(ctx)
 		cancel()
-		if err != nil {
+		if err != nil && c.lastRead.Load() < sent {
 			c.close(reasonPingTimeout)
 			return
 		}
