@@ -172,16 +172,6 @@ func (s *socket) cork() {
 	}
 }
 
-// batched is how many bytes the current batch holds.
-func (s *socket) batched() int {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if s.wbuf == nil {
-		return 0
-	}
-	return len(*s.wbuf)
-}
-
 // uncork writes the batch, bounded by timeout, and gives its buffer back.
 func (s *socket) uncork(timeout time.Duration) error {
 	s.wmu.Lock()
