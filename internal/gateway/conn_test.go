@@ -221,6 +221,7 @@ func TestQueuedFramesAreWrittenInOrderSeveralPerFlush(t *testing.T) {
 		if writes > 3 {
 			t.Errorf("%d frames took %d socket writes, want them batched (at most 3)", n, writes)
 		}
+		synctest.Wait() // the writer counts a batch after its write returns
 		if got := counterValue(s.m.framesOut); got != n {
 			t.Errorf("frames_out_total %v, want %d", got, n)
 		}
