@@ -46,14 +46,14 @@ func TestAClientThatStopsReadingIsClosedAsASlowConsumerWithoutDelayingOthers(t *
 		phaseAfter
 	)
 	c := newCluster(t)
-	// gw-1 serves the stuck user, alice and bob. A queue of 64 frames (not
-	// 256) and a write timeout of 2s (not 10s) keep the test fast: the queue
-	// overflows sooner, and the writer blocked on the stuck socket gives up
+	// gw-1 serves the stuck user, alice and bob. A queue of 256 KiB (not
+	// 1 MiB: 64 flood messages) and a write timeout of 2s (not 10s) keep
+	// the test fast: the queue overflows sooner, and the writer blocked on the stuck socket gives up
 	// sooner. Pings are moved out of the test's way: a client that never
 	// reads never answers a ping either, and the harness's 2s ping timeout
 	// would close it (1008) before its queue could fill.
 	gw1 := c.startGateway("gw-1", func(cfg *gateway.Config) {
-		cfg.SendQueue = 64
+		cfg.SendQueueBytes = 256 << 10
 		cfg.WriteTimeout = 2 * time.Second
 		cfg.PingInterval = time.Minute
 		cfg.PingTimeout = time.Minute

@@ -44,111 +44,223 @@ var (
 	reasonExpired      = closeReason{code: 4001, label: "session_expired", text: "session expired", linger: true}
 )
 
-// conn is one WebSocket session. Its run method owns it: one reader (run
-// itself), one writer, one pinger and one send processor, all of which
-// have exited when run returns.
+// conn is one WebSocket session. Its run method owns it and returns only
+// after everything it started has exited.
+//
+// An idle connection costs one goroutine, the reader (run itself), and
+// no buffer: the writer and the request worker are started when there is
+// something to write or to process and exit when their queue is empty,
+// and pings come from a timer. Frames to the socket stay in order (one
+// writer at a time, taking frames in queue order), and so do the
+// connection's requests (one worker at a time).
 type conn struct {
 	s       *Server
 	ws      *websocket.Conn
+	sock    *socket         // under ws: lazy reads, corked writes, abort
+	ctx     context.Context // the gateway's connection context
 	user    chat.UserID
 	session string
-	log     *slog.Logger
+	expires time.Time // the credential's expiry; zero: never
 
-	out     chan []byte            // frames to write, bounded
-	replies chan []byte            // answers to the client's own frames, bounded
-	inbox   chan *protocol.Inbound // sends and syncs to process, bounded
+	// Owned by the request worker (one at a time); nil until used.
+	typing   map[chat.ConvID]*typingState
+	receipts map[receiptMark]int64 // highest mark sent
 
-	typing   map[chat.ConvID]*typingState // owned by the request loop
-	receipts map[receiptMark]int64        // highest mark sent; request loop
-	expires  time.Time                    // the credential's expiry; zero: never
-
-	// sendLimit is the user's message rate on this gateway (nil:
-	// unlimited); typingLimit bounds the typing frames relayed for this
-	// connection, starts and stops alike (request loop).
+	// sendLimit is the user's message rate on this gateway, taken at the
+	// first send (nil: none yet, or unlimited); typingLimit bounds the typing frames relayed for this
+	// connection, starts and stops alike (request worker; nil until the
+	// first typing frame).
 	sendLimit   *rate.Limiter
 	typingLimit *rate.Limiter
+	holdsLimit  bool // sendLimit was acquired (reader), released by serveWS
 
-	// blocked counts the reader and request loop while they wait for
-	// room in the inbox or the replies: the client is alive (it sent
-	// those frames) but its pongs may not be read.
-	blocked atomic.Int32
+	// blocked is set while the reader waits for room in the inbox: the
+	// client is alive (it sent those frames) but its pongs are not read.
+	blocked atomic.Bool
+	// lastRead is when the reader last read a frame (Unix nanoseconds).
+	lastRead atomic.Int64
 
-	writeCtx   context.Context // canceled to abort a write in progress
-	abortWrite context.CancelFunc
+	mu       sync.Mutex
+	queue    [][]byte            // frames waiting for the writer
+	queued   int                 // bytes queued or being written
+	writing  bool                // a writer runs (for good once closing)
+	holding  bool                // registering: frames wait (see release)
+	shut     bool                // the writer has closed the socket
+	requests []*protocol.Inbound // waiting for the request worker
+	working  bool                // a request worker runs
+	room     chan struct{}       // closed when the waiting reader may go on
+	drained  chan struct{}       // closed when written bytes leave the queue (reply waits on it)
+	done     bool                // run is ending: nothing new starts
+	pinger   *time.Timer
+	tasks    sync.WaitGroup // writer, request worker, ping in flight
 
 	closeOnce sync.Once
 	closing   chan struct{}
 	reason    closeReason
 }
 
-// enqueue queues frame for writing without blocking. An essential frame
-// that does not fit closes the connection as a slow consumer; an
-// ephemeral one is dropped once the queue is half full.
-func (c *conn) enqueue(frame []byte, kind frameKind) {
-	if kind == ephemeral && len(c.out) >= cap(c.out)/2 {
-		c.s.m.drops.WithLabelValues("shed_ephemeral").Inc()
-		return
-	}
-	select {
-	case c.out <- frame:
-	default:
-		c.s.m.drops.WithLabelValues("queue_full").Inc()
-		c.close(reasonSlowConsumer)
-	}
+// logger is the connection's logger, made only when something is logged.
+func (c *conn) logger() *slog.Logger {
+	return c.s.log.With("user", c.user, "session", c.session)
 }
 
-// replyQueue is the capacity of a connection's replies.
-const replyQueue = 64
+// goLocked starts f as one of c's tasks unless run is ending, and reports
+// whether it did. c.mu is held.
+func (c *conn) goLocked(f func()) bool {
+	if c.done {
+		return false
+	}
+	c.tasks.Add(1)
+	go func() {
+		defer c.tasks.Done()
+		f()
+	}()
+	return true
+}
+
+// enqueue queues frame for writing without blocking, starting the writer
+// if none runs. An essential frame that would take the queued bytes past
+// SendQueueBytes closes the connection as a slow consumer (a frame always
+// fits an empty queue); an ephemeral one is dropped once half the budget
+// is used.
+func (c *conn) enqueue(frame []byte, kind frameKind) {
+	budget := c.s.cfg.SendQueueBytes
+	c.mu.Lock()
+	switch {
+	case c.shut:
+		c.mu.Unlock()
+		return
+	case kind == ephemeral && c.queued >= budget/2:
+		c.mu.Unlock()
+		c.s.m.drops.WithLabelValues("shed_ephemeral").Inc()
+		return
+	case c.queued > 0 && c.queued+len(frame) > budget:
+		c.mu.Unlock()
+		c.s.m.drops.WithLabelValues("queue_full").Inc()
+		c.close(reasonSlowConsumer)
+		return
+	}
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	if !c.writing && !c.holding {
+		c.writing = c.goLocked(c.writeLoop)
+	}
+	c.mu.Unlock()
+}
 
 // reply queues an answer to one of the client's own frames (pong, sent,
-// an error, a history page). Unlike enqueue it waits for room rather than
-// closing the connection: a client that sends faster than it takes its
-// answers is read more slowly (TCP back-pressure), like one that sends
-// faster than Kafka acknowledges, and one that reads nothing is closed by
-// the write timeout. Answers have their own queue, so a flood of them
-// never crowds out deliveries. Called by the reader and the request loop;
-// false means the connection is closing.
+// an error, a history page). Unlike enqueue it never closes the
+// connection: while the queue has no room it waits, so a client that
+// sends faster than it takes its answers is read more slowly (TCP
+// back-pressure), like one that sends faster than Kafka acknowledges, and
+// one that reads nothing is closed by the write timeout. Called by the
+// reader and the request worker; false means the connection is closing.
 func (c *conn) reply(frame []byte) bool {
-	select {
-	case c.replies <- frame:
-		return true
-	default:
-	}
-	c.blocked.Add(1)
-	defer c.blocked.Add(-1)
-	select {
-	case c.replies <- frame:
-		return true
-	case <-c.closing:
-		return false
+	budget := c.s.cfg.SendQueueBytes
+	for {
+		c.mu.Lock()
+		if c.shut {
+			c.mu.Unlock()
+			return false
+		}
+		if c.queued == 0 || c.queued+len(frame) <= budget {
+			c.queue = append(c.queue, frame)
+			c.queued += len(frame)
+			if !c.writing && !c.holding {
+				c.writing = c.goLocked(c.writeLoop)
+			}
+			c.mu.Unlock()
+			return true
+		}
+		if c.drained == nil {
+			c.drained = make(chan struct{})
+		}
+		wait := c.drained
+		c.mu.Unlock()
+		c.blocked.Store(true) // alive: its pong may wait behind this
+		select {
+		case <-wait:
+			c.blocked.Store(false)
+		case <-c.closing:
+			c.blocked.Store(false)
+			return false
+		}
 	}
 }
 
 // close asks the connection to end with reason; the first reason wins.
-// A slow consumer's pending write is aborted.
+// A slow consumer's pending write is aborted. The writer (started if
+// none runs) writes the close frame.
 func (c *conn) close(r closeReason) {
 	c.closeOnce.Do(func() {
 		c.reason = r
 		close(c.closing)
-		if r == reasonSlowConsumer && c.abortWrite != nil {
-			c.abortWrite()
+		if r == reasonSlowConsumer {
+			c.sock.abort()
 		}
+		c.mu.Lock()
+		if !c.writing {
+			c.writing = c.goLocked(c.writeLoop)
+		}
+		c.mu.Unlock()
 	})
 }
 
-func (c *conn) run(ctx context.Context) {
-	defer c.abortWrite()
+// release lets the writer start once the connection is registered: a
+// client that got hello can be sent to at once.
+func (c *conn) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.holding = false
+	if len(c.queue) > 0 && !c.writing {
+		c.writing = c.goLocked(c.writeLoop)
+	}
+}
+
+// queuedBytes is how many bytes wait for the socket.
+func (c *conn) queuedBytes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queued
+}
+
+func (c *conn) isClosing() bool {
+	select {
+	case <-c.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// run reads the connection until it ends, then waits for its tasks.
+func (c *conn) run() {
 	if !c.expires.IsZero() {
 		expiry := time.AfterFunc(time.Until(c.expires), func() { c.close(reasonExpired) })
 		defer expiry.Stop()
 	}
-	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); c.writeLoop(ctx) }()
-	go func() { defer wg.Done(); c.pingLoop(ctx) }()
-	go func() { defer wg.Done(); defer c.stopAllTyping(); c.requestLoop(ctx) }()
-	c.readLoop(ctx)
-	wg.Wait()
+	c.mu.Lock()
+	c.pinger = time.AfterFunc(c.s.cfg.PingInterval, c.ping)
+	c.mu.Unlock()
+
+	c.readLoop(c.ctx)
+
+	c.mu.Lock()
+	c.done = true
+	c.pinger.Stop()
+	c.mu.Unlock()
+	c.tasks.Wait()
+	c.stopAllTyping()
+}
+
+// abandon closes a connection that never ran with r, and waits for its
+// writer to have closed the socket.
+func (c *conn) abandon(r closeReason) {
+	c.close(r)
+	c.mu.Lock()
+	c.done = true
+	c.mu.Unlock()
+	c.tasks.Wait()
 }
 
 // readLoop reads frames until the connection fails or closes. It keeps one
@@ -158,6 +270,7 @@ func (c *conn) readLoop(ctx context.Context) {
 	defer c.close(reasonReadFailed) // no-op when a reason is already set
 	for {
 		typ, data, err := c.ws.Read(ctx)
+		c.lastRead.Store(time.Now().UnixNano())
 		if err != nil {
 			switch status := websocket.CloseStatus(err); {
 			case status == websocket.StatusNormalClosure || status == websocket.StatusGoingAway:
@@ -167,7 +280,7 @@ func (c *conn) readLoop(ctx context.Context) {
 			case errors.Is(err, context.Canceled):
 				c.close(reasonDrain)
 			default:
-				c.log.Debug("read ended", "err", err)
+				c.s.log.Debug("read ended", "user", c.user, "session", c.session, "err", err)
 			}
 			return
 		}
@@ -188,14 +301,14 @@ func (c *conn) readLoop(ctx context.Context) {
 		}
 		c.s.m.framesIn.WithLabelValues(in.Type).Inc()
 		in.Received = time.Now()
-		if !c.handle(ctx, in) {
+		if !c.handle(in) {
 			return
 		}
 	}
 }
 
 // handle acts on one valid frame; false means the connection is closing.
-func (c *conn) handle(ctx context.Context, in *protocol.Inbound) bool {
+func (c *conn) handle(in *protocol.Inbound) bool {
 	switch in.Type {
 	case protocol.TypePing:
 		return c.reply(protocol.EncodePong(in.T))
@@ -205,105 +318,7 @@ func (c *conn) handle(ctx context.Context, in *protocol.Inbound) bool {
 				return c.reply(protocol.EncodeError(err))
 			}
 		}
-		// Blocking here is flow control: a client that sends faster than
-		// Kafka acknowledges stops being read.
-		select {
-		case c.inbox <- in:
-		default:
-			c.blocked.Add(1)
-			defer c.blocked.Add(-1)
-			select {
-			case c.inbox <- in:
-			case <-c.closing:
-				return false
-			}
-		}
+		return c.push(in)
 	}
 	return true
-}
-
-// writeLoop is the only writer of the socket.
-//
-// A slow consumer's close aborts a write in progress (its socket buffers
-// are full, so no close frame could get through either): the connection
-// is dropped at once rather than after WriteTimeout. Code 4000 reaches a
-// client only when its socket still had room.
-func (c *conn) writeLoop(ctx context.Context) {
-	abortable := c.writeCtx
-	write := func(f []byte) bool {
-		wctx, cancel := context.WithTimeout(abortable, c.s.cfg.WriteTimeout)
-		defer cancel()
-		if err := c.ws.Write(wctx, websocket.MessageText, f); err != nil {
-			c.close(reasonWriteFailed)
-			return false
-		}
-		c.s.m.framesOut.Inc()
-		return true
-	}
-	for {
-		select {
-		case f := <-c.out:
-			if !write(f) {
-				c.ws.CloseNow()
-				return
-			}
-		case f := <-c.replies:
-			if !write(f) {
-				c.ws.CloseNow()
-				return
-			}
-		case <-c.closing:
-			if c.reason.linger {
-				c.flush(write)
-			}
-			if c.reason == reasonWriteFailed || c.reason == reasonReadFailed || abortable.Err() != nil {
-				c.ws.CloseNow()
-			} else {
-				_ = c.ws.Close(c.reason.code, c.reason.text)
-			}
-			return
-		}
-	}
-}
-
-// flush writes what is queued, without waiting for more.
-func (c *conn) flush(write func([]byte) bool) {
-	for {
-		select {
-		case f := <-c.out:
-			if !write(f) {
-				return
-			}
-		case f := <-c.replies:
-			if !write(f) {
-				return
-			}
-		default:
-			return
-		}
-	}
-}
-
-// pingLoop checks liveness with WebSocket pings; a peer that does not
-// answer within PingTimeout is closed.
-func (c *conn) pingLoop(ctx context.Context) {
-	t := time.NewTicker(c.s.cfg.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.closing:
-			return
-		case <-t.C:
-			if c.blocked.Load() > 0 {
-				continue // its pong waits behind its own sends; it is alive
-			}
-			pctx, cancel := context.WithTimeout(ctx, c.s.cfg.PingTimeout)
-			err := c.ws.Ping(pctx)
-			cancel()
-			if err != nil {
-				c.close(reasonPingTimeout)
-				return
-			}
-		}
-	}
 }

@@ -47,6 +47,9 @@ func (s *Server) processReceipt(ctx context.Context, c *conn, in *protocol.Inbou
 		c.reply(protocol.EncodeError(err))
 		return
 	}
+	if c.receipts == nil {
+		c.receipts = make(map[receiptMark]int64)
+	}
 	c.receipts[mark] = in.Seq
 }
 
@@ -124,7 +127,7 @@ func (s *Server) processTyping(ctx context.Context, c *conn, in *protocol.Inboun
 			s.m.drops.WithLabelValues("typing_too_many").Inc()
 			return
 		}
-		if !c.typingLimit.AllowN(now, 1) {
+		if !c.typingLimiter().AllowN(now, 1) {
 			s.m.limited.WithLabelValues("typing").Inc()
 			if st != nil {
 				st.timer.Reset(typingTTL)
@@ -134,7 +137,7 @@ func (s *Server) processTyping(ctx context.Context, c *conn, in *protocol.Inboun
 		c.startTyping(conv, now)
 	case c.typing[conv] == nil:
 		return // nothing was relayed, so nothing to stop
-	case !in.Auto && !c.typingLimit.AllowN(now, 1):
+	case !in.Auto && !c.typingLimiter().AllowN(now, 1):
 		// Over the limit: the automatic stop relays it instead, soon.
 		s.m.limited.WithLabelValues("typing").Inc()
 		c.typing[conv].timer.Reset(typingThrottle)
@@ -166,22 +169,31 @@ type typingState struct {
 	timer *time.Timer
 }
 
+// typingLimiter returns the connection's typing limiter, made on first use.
+// Request worker only.
+func (c *conn) typingLimiter() *rate.Limiter {
+	if c.typingLimit == nil {
+		c.typingLimit = rate.NewLimiter(typingRate, typingBurst)
+	}
+	return c.typingLimit
+}
+
 // startTyping records a relayed start and arms its automatic stop, which
-// reaches the request loop as a stop frame. The stop is never dropped (its
-// map entry would stay forever): the timer's goroutine waits for room in
-// the inbox or for the connection to close; at most maxTyping wait.
-// Request loop only.
+// reaches the request worker as a stop frame. The stop is never dropped
+// while the connection is open (its map entry would stay): it is queued
+// past the inbox bound, and at most maxTyping are armed. Request worker
+// only.
 func (c *conn) startTyping(conv chat.ConvID, now time.Time) {
 	if st := c.typing[conv]; st != nil {
 		st.last = now
 		st.timer.Reset(typingTTL)
 		return
 	}
+	if c.typing == nil {
+		c.typing = make(map[chat.ConvID]*typingState)
+	}
 	c.typing[conv] = &typingState{last: now, timer: time.AfterFunc(typingTTL, func() {
-		select {
-		case c.inbox <- &protocol.Inbound{Type: protocol.TypeTyping, Conv: conv, State: "stop", Auto: true}:
-		case <-c.closing:
-		}
+		c.pushAuto(&protocol.Inbound{Type: protocol.TypeTyping, Conv: conv, State: "stop", Auto: true})
 	})}
 }
 

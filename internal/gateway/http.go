@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"golang.org/x/time/rate"
 
 	"github.com/switchboard-chat/switchboard/internal/auth"
 	"github.com/switchboard-chat/switchboard/internal/chat"
@@ -103,8 +102,14 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 	}
 	// Counted before the upgrade: http.Server.Shutdown waits for handlers
 	// that have not hijacked yet, so the drain's Wait cannot miss this one.
+	// Once upgraded, the connection's goroutine owns the count.
 	s.conns.Add(1)
-	defer s.conns.Done()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.conns.Done()
+		}
+	}()
 	if wait, ok := s.admit.take(time.Now()); !ok {
 		s.m.connects.WithLabelValues("rate_limited").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(wait.Seconds()+0.999))))
@@ -114,36 +119,50 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 	if !s.sessionAllowed(w, r, user) {
 		return
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true}) // Origin checked above
+	// The hijacker gives the WebSocket a socket that holds buffers only
+	// while in use, instead of net/http's two 4 KiB buffers.
+	hj := &hijacker{ResponseWriter: w}
+	ws, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
+		InsecureSkipVerify: true, // Origin checked above
+		CompressionMode:    websocket.CompressionDisabled,
+	})
 	if err != nil {
 		s.m.connects.WithLabelValues("bad_handshake").Inc()
 		return
 	}
 	ws.SetReadLimit(protocol.MaxFrameBytes)
 	c := &conn{
-		s:        s,
-		ws:       ws,
-		user:     user,
-		session:  newSessionID(),
-		out:      make(chan []byte, s.cfg.SendQueue),
-		replies:  make(chan []byte, replyQueue),
-		inbox:    make(chan *protocol.Inbound, s.cfg.Inbox),
-		closing:  make(chan struct{}),
-		typing:   make(map[chat.ConvID]*typingState),
-		receipts: make(map[receiptMark]int64),
-		expires:  expires,
-
-		sendLimit:   s.sendLimits.acquire(user),
-		typingLimit: rate.NewLimiter(typingRate, typingBurst),
+		s:       s,
+		ws:      ws,
+		sock:    hj.sock,
+		ctx:     connCtx,
+		user:    user,
+		session: newSessionID(),
+		closing: make(chan struct{}),
+		expires: expires,
+		holding: true,
 	}
-	defer s.sendLimits.release(user)
-	c.writeCtx, c.abortWrite = context.WithCancel(connCtx)
-	c.log = s.log.With("user", user, "session", c.session)
-	s.serveConn(connCtx, c)
+	if !s.register(connCtx, c) {
+		return
+	}
+	// The handler returns now, and net/http lets go of the request and its
+	// buffers; the connection lives on in a goroutine of its own, whose
+	// stack holds only the read loop.
+	handedOff = true
+	go func() {
+		defer s.conns.Done()
+		c.run()
+		if c.holdsLimit {
+			s.sendLimits.release(user)
+		}
+		s.unregister(connCtx, c)
+	}()
 }
 
-// serveConn registers c, runs it and unregisters it.
-func (s *Server) serveConn(ctx context.Context, c *conn) {
+// register queues hello, adds c to the hub and the routing table, and
+// announces its user, then lets the writer start; false means c was closed
+// (Redis did not answer). A client that got hello is routable.
+func (s *Server) register(ctx context.Context, c *conn) bool {
 	// hello is queued before the connection joins the hub, so it is always
 	// the first frame; a delivery can arrive as soon as it has joined.
 	c.enqueue(protocol.EncodeHello(protocol.Hello{
@@ -156,9 +175,9 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 	if err != nil {
 		s.hub.remove(c)
 		s.m.connects.WithLabelValues("unavailable").Inc()
-		c.log.Warn("register session failed", "err", err)
-		_ = c.ws.Close(websocket.StatusTryAgainLater, "routing table unavailable")
-		return
+		c.logger().Warn("register session failed", "err", err)
+		c.abandon(closeReason{code: websocket.StatusTryAgainLater, label: "unavailable", text: "routing table unavailable"})
+		return false
 	}
 	s.m.connects.WithLabelValues("ok").Inc()
 	s.m.connections.Inc()
@@ -167,36 +186,40 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 		c.enqueue(encodeReconnect(0), essential)
 		c.close(reasonDrain)
 	}
-	c.log.Debug("connected")
+	s.log.Debug("connected", "user", c.user, "session", c.session)
 	if sessions == 1 {
 		s.announcePresence(ctx, c.user, true)
 		s.recordUser(ctx, c.user)
 	}
 	if err := s.joinGroups(ctx, c.user); err != nil {
-		c.log.Warn("group index: join failed", "err", err)
+		c.logger().Warn("group index: join failed", "err", err)
 	}
+	// hello goes out now: the session is routable, and its groups known.
+	c.release()
+	return true
+}
 
-	c.run(ctx)
-
+// unregister removes a connection that ended.
+func (s *Server) unregister(ctx context.Context, c *conn) {
 	s.hub.remove(c)
 	s.m.connections.Dec()
 	if err := s.leaveGroups(ctx, c.user); err != nil {
-		c.log.Warn("group index: leave failed", "err", err)
+		c.logger().Warn("group index: leave failed", "err", err)
 	}
 	s.m.disconnects.WithLabelValues(c.reason.label).Inc()
-	rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RedisTimeout)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RedisTimeout)
 	defer cancel()
 	left, err := s.table.RemoveSession(rctx, c.user, c.session, s.cfg.ServerID)
 	if err != nil {
 		// The lease and the janitor clean up what this leaves behind.
-		c.log.Warn("remove session failed", "err", err)
+		c.logger().Warn("remove session failed", "err", err)
 	} else if left == 0 {
 		s.announcePresence(ctx, c.user, false)
 		if err := s.table.MarkSeen(rctx, c.user, time.Now()); err != nil {
-			c.log.Warn("record last seen failed", "err", err)
+			c.logger().Warn("record last seen failed", "err", err)
 		}
 	}
-	c.log.Debug("disconnected", "reason", c.reason.label)
+	s.log.Debug("disconnected", "user", c.user, "session", c.session, "reason", c.reason.label)
 }
 
 func newSessionID() string {

@@ -1,46 +1,50 @@
 package gateway
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
 )
 
-// hub indexes this gateway's live connections by user. It is safe for
-// concurrent use; its methods never block on a connection.
+// hub indexes this gateway's live connections by user: a slice per user,
+// usually of one, so a connection costs one map entry at most. It is safe
+// for concurrent use; its methods never block on a connection.
 type hub struct {
 	mu     sync.RWMutex
-	byUser map[chat.UserID]map[*conn]struct{}
-	all    map[*conn]struct{}
+	byUser map[chat.UserID][]*conn
+	n      int // connections
 }
 
 func newHub() *hub {
-	return &hub{byUser: make(map[chat.UserID]map[*conn]struct{}), all: make(map[*conn]struct{})}
+	return &hub{byUser: make(map[chat.UserID][]*conn)}
 }
 
 func (h *hub) add(c *conn) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	set := h.byUser[c.user]
-	if set == nil {
-		set = make(map[*conn]struct{})
-		h.byUser[c.user] = set
-	}
-	set[c] = struct{}{}
-	h.all[c] = struct{}{}
+	h.byUser[c.user] = append(h.byUser[c.user], c)
+	h.n++
 }
 
 // remove drops c and reports how many connections its user still has here.
 func (h *hub) remove(c *conn) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.all, c)
 	set := h.byUser[c.user]
-	delete(set, c)
-	if len(set) == 0 {
-		delete(h.byUser, c.user)
+	i := slices.Index(set, c)
+	if i < 0 {
+		return len(set)
 	}
-	return len(set)
+	h.n--
+	if len(set) == 1 {
+		delete(h.byUser, c.user)
+		return 0
+	}
+	set[i] = set[len(set)-1]
+	set[len(set)-1] = nil
+	h.byUser[c.user] = set[:len(set)-1]
+	return len(set) - 1
 }
 
 // sendTo enqueues frame to every connection of u but the one with session
@@ -49,7 +53,7 @@ func (h *hub) sendTo(u chat.UserID, frame []byte, skip string, kind frameKind) i
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	set := h.byUser[u]
-	for c := range set {
+	for _, c := range set {
 		if c.session != skip {
 			c.enqueue(frame, kind)
 		}
@@ -57,13 +61,16 @@ func (h *hub) sendTo(u chat.UserID, frame []byte, skip string, kind frameKind) i
 	return len(set)
 }
 
-// broadcast enqueues frame to every connection but the one with session skip.
+// broadcast enqueues frame to every connection but the one with session
+// skip. The frame is shared, not copied.
 func (h *hub) broadcast(frame []byte, skip string, kind frameKind) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	for c := range h.all {
-		if c.session != skip {
-			c.enqueue(frame, kind)
+	for _, set := range h.byUser {
+		for _, c := range set {
+			if c.session != skip {
+				c.enqueue(frame, kind)
+			}
 		}
 	}
 }
@@ -72,9 +79,9 @@ func (h *hub) broadcast(frame []byte, skip string, kind frameKind) {
 func (h *hub) snapshot() []*conn {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	out := make([]*conn, 0, len(h.all))
-	for c := range h.all {
-		out = append(out, c)
+	out := make([]*conn, 0, h.n)
+	for _, set := range h.byUser {
+		out = append(out, set...)
 	}
 	return out
 }

@@ -190,7 +190,12 @@ func (l *sendLimits) sweep() {
 // returns the rate_limited error to answer (with the cid and the wait).
 func (c *conn) allowSend(in *protocol.Inbound, now time.Time) *protocol.Error {
 	if c.sendLimit == nil {
-		return nil
+		// A connection takes its user's bucket at its first send: until
+		// then the bucket (full) would answer like a new one anyway.
+		if c.sendLimit = c.s.sendLimits.acquire(c.user); c.sendLimit == nil {
+			return nil // unlimited
+		}
+		c.holdsLimit = true
 	}
 	r := c.sendLimit.ReserveN(now, 1)
 	if !r.OK() {

@@ -146,6 +146,10 @@ type countedConn struct {
 	once sync.Once
 }
 
+// NetConn returns the accepted connection (its descriptor serves the
+// WebSocket's reads, see socket).
+func (c *countedConn) NetConn() net.Conn { return c.Conn }
+
 func (c *countedConn) releaseOnce() { c.once.Do(func() { c.l.release(c.host) }) }
 
 func (c *countedConn) Close() error {

@@ -15,44 +15,6 @@ import (
 // round trip and one Kafka produce.
 const maxSendBatch = 64
 
-// requestLoop processes the connection's sends and syncs in order. Sends
-// that queued up while the previous request was in flight are handled as
-// one batch: one Redis round trip and one Kafka produce.
-func (c *conn) requestLoop(ctx context.Context) {
-	batch := make([]*protocol.Inbound, 0, maxSendBatch)
-	var next *protocol.Inbound // taken from the inbox, not yet handled
-	for {
-		if next == nil {
-			select {
-			case <-c.closing:
-				return
-			case next = <-c.inbox:
-			}
-		}
-		if next.Type != protocol.TypeSend {
-			c.s.handleRequest(ctx, c, next)
-			next = nil
-			continue
-		}
-		batch = append(batch[:0], next)
-		next = nil
-	more:
-		for len(batch) < maxSendBatch {
-			select {
-			case in := <-c.inbox:
-				if in.Type != protocol.TypeSend {
-					next = in
-					break more
-				}
-				batch = append(batch, in)
-			default:
-				break more
-			}
-		}
-		c.s.processSends(ctx, c, batch)
-	}
-}
-
 // pendingSend is one send on its way through the send path.
 type pendingSend struct {
 	in      *protocol.Inbound

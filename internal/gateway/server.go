@@ -57,9 +57,14 @@ type Config struct {
 	TopicPartitions int `key:"kafka.topic_partitions" default:"1"`
 	// TopicRetention of this gateway's topic. Default 24h.
 	TopicRetention time.Duration `key:"kafka.topic_retention" default:"24h"`
-	// SendQueue is how many frames may wait for one connection's writer
-	// before it is closed as a slow consumer. Default 256.
-	SendQueue int `key:"gateway.send_queue" default:"256"`
+	// SendQueueBytes is how many bytes of frames may wait for one
+	// connection's socket (queued, or being written) before it is closed
+	// as a slow consumer (4000); typing and presence are shed once half of
+	// it is used. Frames shared by many connections (a public message) are
+	// counted in full by each. A frame always fits an empty queue. Default
+	// 1 MiB: about 4,000 typical message frames, several seconds of a busy
+	// conversation for a client that is reading.
+	SendQueueBytes int `key:"gateway.send_queue_bytes" default:"1048576"`
 	// Inbox is how many sends of one connection may wait for the send path
 	// before reading from it pauses. Default 64.
 	Inbox int `default:"64"`

@@ -54,11 +54,17 @@ func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound)
 	batch := 0
 	send := func(msgs []*chat.Message) bool {
 		batch++
-		if !c.waitRoom(len(msgs)) {
+		frames := make([][]byte, len(msgs))
+		size := 0
+		for i, m := range msgs {
+			frames[i] = protocol.EncodeSyncMessage(m, batch)
+			size += len(frames[i])
+		}
+		if !c.waitRoom(size) {
 			return false
 		}
-		for _, m := range msgs {
-			c.enqueue(protocol.EncodeSyncMessage(m, batch), essential)
+		for _, f := range frames {
+			c.enqueue(f, essential)
 		}
 		return true
 	}
@@ -272,17 +278,17 @@ func caughtUp(applied, end map[int]int64) bool {
 	return true
 }
 
-// waitRoom waits until the write queue has room for n more frames while
-// keeping half of it free for live traffic; false means the connection is
-// closing.
+// waitRoom waits until the write queue has room for n more bytes while
+// keeping half of its budget free for live traffic; false means the
+// connection is closing.
 func (c *conn) waitRoom(n int) bool {
-	limit := max(cap(c.out)/2, n)
-	if len(c.out)+n <= limit {
+	limit := max(c.s.cfg.SendQueueBytes/2, n)
+	if c.queuedBytes()+n <= limit {
 		return true
 	}
 	t := time.NewTicker(2 * time.Millisecond)
 	defer t.Stop()
-	for len(c.out)+n > limit {
+	for c.queuedBytes()+n > limit {
 		select {
 		case <-c.closing:
 			return false

@@ -1,11 +1,11 @@
 // Package setting reads the settings a Config struct declares in its field
 // tags, so that each default is written once, beside its field:
 //
-//	SendQueue int `key:"gateway.send_queue" default:"256"`
+//	SendQueueBytes int `key:"gateway.send_queue_bytes" default:"1048576"`
 //
 // key is the setting's name in the YAML file (dots nest), and its
 // environment variable is the key upper-cased with dots as underscores
-// (GATEWAY_SEND_QUEUE); a field without key is not configurable but may
+// (GATEWAY_SEND_QUEUE_BYTES); a field without key is not configurable but may
 // still have a default. default is written as in the YAML file: a
 // duration such as 2ms or 24h, a number, a word, or a comma-separated
 // list. "auto" is the default of a count whose zero means automatic.
