@@ -433,7 +433,7 @@ func TestAFloodPastTheRateIsAnsweredAndTheConnectionKept(t *testing.T) {
 	c := newCluster(t)
 	g := c.startGateway("gw-1", func(cfg *gatewayConfig) {
 		cfg.MessageRate, cfg.MessageBurst = 1, 1
-		cfg.SendQueue = 8
+		cfg.SendQueueBytes = 1024 // a few answers
 	})
 	alice := c.dial(g, "alice")
 	ctx := context.Background()

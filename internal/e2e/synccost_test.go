@@ -5,10 +5,15 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-chat/switchboard/internal/testkit"
+	"github.com/switchboard-chat/switchboard/internal/wsclient"
 )
 
 // roundTrips counts the Redis round trips of every client of one
@@ -78,4 +83,75 @@ func TestASyncOfManyConversationsCostsABoundedNumberOfRoundTrips(t *testing.T) {
 			t.Errorf("a sync naming %d conversations took %d Redis round trips, want at most 20 whatever the number", size, trips)
 		}
 	}
+}
+
+// gate holds the send path's Redis round trips while closed, counting
+// them.
+type gate struct {
+	held    atomic.Int64
+	release chan struct{}
+}
+
+func (g *gate) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (g *gate) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (g *gate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if sendPath(cmds) {
+			g.held.Add(1)
+			<-g.release
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// The send path is a group commit across connections: sends of many
+// connections that arrive while earlier ones are in their Redis round
+// trip are prepared together, in one round trip, not one each.
+func TestSendsOfManyConnectionsShareTheirRedisRoundTrip(t *testing.T) {
+	c := newCluster(t)
+	gw := c.startGateway("gw-1")
+	c.startRouter()
+	const n = 40
+	clients := make([]*wsclient.Client, n)
+	for i := range clients {
+		clients[i] = c.dial(gw, fmt.Sprintf("u%02d", i))
+	}
+	g := &gate{release: make(chan struct{})}
+	c.rdb.AddHook(g)
+	ctx := context.Background()
+	for i, cl := range clients {
+		if err := cl.SendTo(ctx, "c", fmt.Sprintf("u%02d", (i+1)%n), "hello"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every send was read, and the first commits are held in Redis.
+	testkit.Eventually(t, 10*time.Second, "the sends read", func() bool {
+		return metric(t, gw, `switchboard_gateway_frames_in_total{type="send"}`) >= n && g.held.Load() >= 1
+	})
+	close(g.release)
+	for _, cl := range clients {
+		expect(t, cl, "sent", isSent("c"))
+	}
+	got := g.held.Load()
+	t.Logf("%d sends of %d connections took %d send-path round trips", n, n, got)
+	if got > 6 {
+		t.Errorf("%d sends of %d connections took %d send-path round trips, want a few (group commit)", n, n, got)
+	}
+}
+
+// sendPath reports whether a pipeline is the send path's: a script on a
+// dedupe key.
+func sendPath(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		if c.Name() != "evalsha" {
+			continue
+		}
+		for _, a := range c.Args() {
+			if k, ok := a.(string); ok && strings.Contains(k, "dedupe:") {
+				return true
+			}
+		}
+	}
+	return false
 }
