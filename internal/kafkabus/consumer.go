@@ -89,7 +89,7 @@ func (c *Consumer) Run(ctx context.Context, handle func(context.Context, Record)
 			return fmt.Errorf("consume: %w", err)
 		}
 		c.sampleLag()
-		if err := handle(ctx, Record{Topic: m.Topic, Key: m.Key, Value: m.Value, Partition: m.Partition, Offset: m.Offset, Time: m.Time}); err != nil {
+		if err := handle(ctx, record(m)); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -130,7 +130,7 @@ func (c *Consumer) RunBatch(ctx context.Context, max int, linger time.Duration, 
 		c.sampleLag()
 		recs = recs[:0]
 		for _, m := range msgs {
-			recs = append(recs, Record{Topic: m.Topic, Key: m.Key, Value: m.Value, Partition: m.Partition, Offset: m.Offset, Time: m.Time})
+			recs = append(recs, record(m))
 		}
 		if err := handle(ctx, recs); err != nil {
 			if ctx.Err() != nil {
@@ -143,6 +143,10 @@ func (c *Consumer) RunBatch(ctx context.Context, max int, linger time.Duration, 
 			return fmt.Errorf("commit: %w", err)
 		}
 	}
+}
+
+func record(m kafka.Message) Record {
+	return Record{Topic: m.Topic, Key: m.Key, Value: m.Value, Partition: m.Partition, Offset: m.Offset, Time: m.Time}
 }
 
 func (c *Consumer) sampleLag() {
