@@ -141,7 +141,7 @@ func (r *Reader) readAt(ctx context.Context, conn *kafka.Conn, want []int64) ([]
 				break
 			}
 			if want[i] == m.Offset {
-				out = append(out, Record{Topic: m.Topic, Key: m.Key, Value: m.Value, Partition: m.Partition, Offset: m.Offset, Time: m.Time})
+				out = append(out, record(m))
 				i++
 			}
 			if i < len(want) && want[i]-m.Offset > r.rc.MaxGap {

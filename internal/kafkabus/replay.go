@@ -38,7 +38,7 @@ func Replay(ctx context.Context, cfg Config, topic string, partition int, from, 
 		if err != nil {
 			return fmt.Errorf("replay %s/%d: %w", topic, partition, err)
 		}
-		if err := handle(ctx, Record{Topic: m.Topic, Key: m.Key, Value: m.Value, Partition: m.Partition, Offset: m.Offset, Time: m.Time}); err != nil {
+		if err := handle(ctx, record(m)); err != nil {
 			return err
 		}
 		if m.Offset+1 >= to {
