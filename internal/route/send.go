@@ -86,7 +86,7 @@ func (t *Table) PrepareSends(ctx context.Context, reqs []SendRequest) ([]SendPla
 // does): a gateway's next batch carries the acknowledgements of the last.
 func (t *Table) PrepareSendsMarking(ctx context.Context, reqs []SendRequest, acked []Acked) ([]SendPlan, []chat.ServerID, error) {
 	plans, live, err := t.prepareSends(ctx, reqs, acked)
-	if err != nil && isNoScript(err) {
+	if err != nil && IsNoScript(err) {
 		// Redis lost its script cache (restart, SCRIPT FLUSH): load and retry once.
 		if lerr := dedupeSeq.Load(ctx, t.rdb).Err(); lerr != nil {
 			return nil, nil, fmt.Errorf("prepare sends: load script: %w", lerr)

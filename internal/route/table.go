@@ -234,8 +234,8 @@ func (t *Table) PurgeGateway(ctx context.Context, s chat.ServerID) ([]chat.UserI
 // Ping checks that Redis answers.
 func (t *Table) Ping(ctx context.Context) error { return t.rdb.Ping(ctx).Err() }
 
-// isNoScript reports whether err is Redis's NOSCRIPT error.
-func isNoScript(err error) bool {
+// IsNoScript reports whether err is Redis's NOSCRIPT error.
+func IsNoScript(err error) bool {
 	var rerr redis.Error
 	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOSCRIPT")
 }

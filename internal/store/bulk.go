@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -251,7 +250,7 @@ const (
 // and the chunk written again.
 func (b *Bulk) Write(ctx context.Context) error {
 	err := b.write(ctx)
-	if err != nil && isNoScript(err) {
+	if err != nil && route.IsNoScript(err) {
 		for _, sc := range []*redis.Script{applyBulk, markApplied} {
 			if lerr := sc.Load(ctx, b.s.rdb).Err(); lerr != nil {
 				return fmt.Errorf("bulk write: %w", lerr)
@@ -465,10 +464,4 @@ func (s *Store) BulkEntities(ctx context.Context, recs []*chat.StateRecord, pos 
 		}
 	}
 	return p.flush()
-}
-
-// isNoScript reports whether err is Redis's NOSCRIPT error.
-func isNoScript(err error) bool {
-	var rerr redis.Error
-	return errors.As(err, &rerr) && strings.HasPrefix(rerr.Error(), "NOSCRIPT")
 }
