@@ -213,3 +213,31 @@ func (c *conn) allowSend(in *protocol.Inbound, now time.Time) *protocol.Error {
 			" messages per second (burst " + strconv.Itoa(c.s.sendLimits.burst) + "); retry with the same cid",
 	}
 }
+
+// allowSync spends the tokens of a sync of n conversations from u's sync
+// budget: 1 + n/100, at most the burst (so that any sync can pass). When
+// they are not there it returns the rate_limited error to answer, with the
+// wait.
+func (s *Server) allowSync(u chat.UserID, n int, now time.Time) *protocol.Error {
+	lim := s.syncLimits.limiter(u)
+	if lim == nil {
+		return nil // unlimited
+	}
+	cost := min(1+n/largeSync, s.syncLimits.burst)
+	r := lim.ReserveN(now, cost)
+	if !r.OK() {
+		return &protocol.Error{Code: protocol.CodeRateLimited, Message: "sync rate limit", RetryAfterMS: 1000}
+	}
+	wait := r.DelayFrom(now)
+	if wait == 0 {
+		return nil
+	}
+	r.CancelAt(now)
+	s.m.limited.WithLabelValues("sync").Inc()
+	return &protocol.Error{
+		Code: protocol.CodeRateLimited, RetryAfterMS: max(1, wait.Milliseconds()),
+		Message: "syncing too often: a sync of " + strconv.Itoa(n) + " conversations costs " + strconv.Itoa(cost) +
+			" of " + strconv.FormatFloat(float64(s.syncLimits.every), 'g', -1, 64) + " tokens per second (burst " +
+			strconv.Itoa(s.syncLimits.burst) + "); retry the sync then",
+	}
+}

@@ -63,7 +63,7 @@ func newMetrics(reg prometheus.Registerer, lag func() float64) *metrics {
 	m.acceptErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
 		Name: "accept_errors_total", Help: "Accepts that failed for lack of descriptors (EMFILE and the like) and were retried after a backoff."})
 	m.limited = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
-		Name: "limited_total", Help: "Requests refused by an abuse limit (send: message rate, typing: typing frames, sessions: sessions per user)."}, []string{"what"})
+		Name: "limited_total", Help: "Requests refused by an abuse limit (send: message rate, sync: sync budget, typing: typing frames, sessions: sessions per user)."}, []string{"what"})
 	reg.MustRegister(m.acceptRefused, m.acceptErrors, m.limited)
 	reg.MustRegister(m.connections, m.connects, m.disconnects, m.framesIn, m.framesOut, m.sends, m.drops,
 		m.produceLatency, m.redisLatency, m.deliverLatency, m.consumed, m.syncs, m.forwarded, m.historyPages,

@@ -119,6 +119,13 @@ type Config struct {
 	// rate: unlimited. Defaults 50 per second, burst 100.
 	MessageRate  float64 `key:"gateway.message_rate" default:"50" negative:"unlimited"`
 	MessageBurst int     `key:"gateway.message_burst" default:"100"`
+	// SyncRate and SyncBurst are each user's token bucket for syncs on
+	// this gateway: a sync costs 1 + (its conversations / 100) tokens, so
+	// a user syncing 1,000 conversations over and over cannot crowd out
+	// everyone else's sends. Negative rate: unlimited. Defaults 5 per
+	// second, burst 50.
+	SyncRate  float64 `key:"gateway.sync_rate" default:"5" negative:"unlimited"`
+	SyncBurst int     `key:"gateway.sync_burst" default:"50"`
 	// MaxSessionsPerUser bounds a user's sessions on live gateways,
 	// checked at the handshake (429 beyond). Negative: unlimited.
 	// Default 20.
@@ -198,8 +205,9 @@ type Server struct {
 	started  time.Time
 	origins  originMatcher
 	audit    *audit.Log
-	// sendLimits is the per-user message rate on this gateway.
-	sendLimits *sendLimits
+	// sendLimits is the per-user message rate on this gateway; syncLimits
+	// the per-user sync budget.
+	sendLimits, syncLimits *sendLimits
 
 	forwards chan forward // to forwardLoop
 	commits  *committer   // the send path's group commit
@@ -262,6 +270,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		started:    time.Now(),
 
 		sendLimits: newSendLimits(cfg.MessageRate, cfg.MessageBurst),
+		syncLimits: newSendLimits(cfg.SyncRate, cfg.SyncBurst),
 	}
 	s.relay = relay.New(s.table, producer)
 	s.commits = newCommitter(s)

@@ -44,6 +44,10 @@ func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound)
 	if convs == nil {
 		return
 	}
+	if err := s.allowSync(c.user, len(convs), time.Now()); err != nil {
+		c.reply(protocol.EncodeError(err))
+		return
+	}
 	tops, marks, err := s.syncState(ctx, c, convs)
 	if err != nil {
 		s.syncFailed(c, err)

@@ -370,6 +370,12 @@ export function createSession(env) {
         const type = /^(\w+)/.exec(f.message)[1];
         state.unsupported.add(type);
         if (type === 'sync') { state.sync.unsupported = true; endSync(); }
+      } else if (state.sync.inFlight && !f.cid && (f.code === 'rate_limited' || f.code === 'unavailable') && /sync/i.test(f.message || '')) {
+        // The sync was refused for now (the user's sync budget, or the store being
+        // restored): ask again for the same scope when told to.
+        const scope = state.sync.scope;
+        endSync();
+        setTimeout(() => requestSync(scope), Math.max(Number(f.retry_after_ms) || 1000, 100));
       } else if (state.sync.inFlight && !f.cid && (f.code === 'bad_request' || /sync/i.test(f.message || ''))) {
         // An older server rejects `sync`: ignore it, and stop asking on this connection.
         state.sync.unsupported = f.code === 'bad_request';

@@ -106,6 +106,20 @@ describe('sync and gap filling', () => {
     assert.equal(s.state.convs.get('public').last, 0);
   });
 
+  test('a sync refused for now (rate_limited, unavailable) is asked again after retry_after_ms', () => {
+    const { env, s, ws } = online();
+    assert.deepEqual(ws.take('sync'), [{ type: 'sync', since: {} }]);
+    ws.receive({ type: 'error', code: 'rate_limited', retry_after_ms: 2200, message: 'syncing too often: retry the sync then' });
+    assert.equal(s.state.sync.inFlight, false);
+    env.advance(2100);
+    assert.deepEqual(ws.take('sync'), [], 'not before retry_after_ms');
+    env.advance(100);
+    assert.deepEqual(ws.take('sync'), [{ type: 'sync', since: {} }]);
+    ws.receive({ type: 'error', code: 'unavailable', retry_after_ms: 1000, message: 'sync failed, retry: message store unavailable' });
+    env.advance(1000);
+    assert.deepEqual(ws.take('sync'), [{ type: 'sync', since: {} }]);
+  });
+
   test('messages are deduplicated by id and ordered by seq', () => {
     const { s, ws } = online();
     for (const seq of [2, 1, 2, 3, 1]) ws.receive(msg('public', seq));
