@@ -217,14 +217,18 @@ func (c *conn) allowSend(in *protocol.Inbound, now time.Time) *protocol.Error {
 // allowSync spends the tokens of a sync of n conversations from u's sync
 // budget: 1 + n/100, at most the burst (so that any sync can pass). When
 // they are not there it returns the rate_limited error to answer, with the
-// wait.
+// wait. n < 0 only checks that one token is there, spending nothing.
 func (s *Server) allowSync(u chat.UserID, n int, now time.Time) *protocol.Error {
 	lim := s.syncLimits.limiter(u)
 	if lim == nil {
 		return nil // unlimited
 	}
-	cost := min(1+n/largeSync, s.syncLimits.burst)
+	cost := min(1+max(n, 0)/largeSync, s.syncLimits.burst)
 	r := lim.ReserveN(now, cost)
+	if n < 0 && r.OK() && r.DelayFrom(now) == 0 {
+		r.CancelAt(now) // a check: the sync pays once its size is known
+		return nil
+	}
 	if !r.OK() {
 		return &protocol.Error{Code: protocol.CodeRateLimited, Message: "sync rate limit", RetryAfterMS: 1000}
 	}
@@ -236,8 +240,8 @@ func (s *Server) allowSync(u chat.UserID, n int, now time.Time) *protocol.Error 
 	s.m.limited.WithLabelValues("sync").Inc()
 	return &protocol.Error{
 		Code: protocol.CodeRateLimited, RetryAfterMS: max(1, wait.Milliseconds()),
-		Message: "syncing too often: a sync of " + strconv.Itoa(n) + " conversations costs " + strconv.Itoa(cost) +
-			" of " + strconv.FormatFloat(float64(s.syncLimits.every), 'g', -1, 64) + " tokens per second (burst " +
+		Message: "syncing too often: a sync costs 1 token plus 1 per 100 conversations, of " +
+			strconv.FormatFloat(float64(s.syncLimits.every), 'g', -1, 64) + " tokens per second (burst " +
 			strconv.Itoa(s.syncLimits.burst) + "); retry the sync then",
 	}
 }

@@ -102,8 +102,14 @@ func TestSyncsSpendTheUsersBudgetByTheirSize(t *testing.T) {
 	if perr == nil || perr.Code != protocol.CodeRateLimited || perr.RetryAfterMS != 10000 {
 		t.Fatalf("a second one at once: %+v, want rate_limited with retry_after_ms 10000", perr)
 	}
+	if perr := s.allowSync("alice", -1, t0); perr != nil {
+		t.Fatalf("the check before a sync, 1 token left: %v", perr)
+	}
 	if perr := s.allowSync("alice", 5, t0); perr != nil {
 		t.Fatalf("a small sync (1 token, 1 left): %v", perr)
+	}
+	if perr := s.allowSync("alice", -1, t0); perr == nil || perr.RetryAfterMS != 1000 {
+		t.Fatalf("the check before a sync on an empty budget: %+v, want rate_limited with retry_after_ms 1000", perr)
 	}
 	if perr := s.allowSync("bob", 1000, t0); perr != nil {
 		t.Fatalf("another user's sync: %v", perr)

@@ -34,6 +34,12 @@ func (s *Server) handleRequest(ctx context.Context, c *conn, in *protocol.Inboun
 // router has applied the log that far, so synced never reports less than
 // what was acknowledged.
 func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound) {
+	// An empty budget refuses the sync before any Redis work; the full
+	// cost is charged once the conversations are known.
+	if err := s.allowSync(c.user, -1, time.Now()); err != nil {
+		c.reply(protocol.EncodeError(err))
+		return
+	}
 	if !s.waitRebuilt(ctx, c) {
 		return
 	}
