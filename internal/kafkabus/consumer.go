@@ -80,32 +80,15 @@ func NewConsumer(cfg Config, cc ConsumerConfig) (*Consumer, error) {
 // that record; the consumer must then be closed, and a new one resumes from
 // the committed offset. Run returns nil when ctx ends.
 func (c *Consumer) Run(ctx context.Context, handle func(context.Context, Record) error) error {
-	for {
-		m, err := c.r.FetchMessage(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("consume: %w", err)
-		}
-		c.sampleLag()
-		if err := handle(ctx, record(m)); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("handle %s/%d@%d: %w", m.Topic, m.Partition, m.Offset, err)
-		}
-		if err := c.r.CommitMessages(ctx, m); err != nil && ctx.Err() == nil {
-			return fmt.Errorf("commit %s: %w", m.Topic, err)
-		}
-	}
+	return c.RunBatch(ctx, 1, 0, func(ctx context.Context, recs []Record) error { return handle(ctx, recs[0]) })
 }
 
 // RunBatch is Run for a handler that takes records in batches: it blocks
 // for one record, then takes the records that arrive within linger of it,
 // up to max, and passes them to handle in fetch order (the order of each
-// partition). The batch is committed once handle returns nil. A batch
-// grows with the load: a lone record waits at most linger.
+// partition). The batch is committed once handle returns nil; when handle
+// fails, nothing of the batch is committed (as Run). A batch grows with
+// the load: a lone record waits at most linger.
 func (c *Consumer) RunBatch(ctx context.Context, max int, linger time.Duration, handle func(context.Context, []Record) error) error {
 	msgs := make([]kafka.Message, 0, max)
 	recs := make([]Record, 0, max)
@@ -118,15 +101,17 @@ func (c *Consumer) RunBatch(ctx context.Context, max int, linger time.Duration, 
 			return fmt.Errorf("consume: %w", err)
 		}
 		msgs = append(msgs[:0], m)
-		lctx, cancel := context.WithTimeout(ctx, linger)
-		for len(msgs) < max {
-			m, err := c.r.FetchMessage(lctx)
-			if err != nil {
-				break // linger over (or ctx done: the batch is still handled)
+		if max > 1 {
+			lctx, cancel := context.WithTimeout(ctx, linger)
+			for len(msgs) < max {
+				m, err := c.r.FetchMessage(lctx)
+				if err != nil {
+					break // linger over (or ctx done: the batch is still handled)
+				}
+				msgs = append(msgs, m)
 			}
-			msgs = append(msgs, m)
+			cancel()
 		}
-		cancel()
 		c.sampleLag()
 		recs = recs[:0]
 		for _, m := range msgs {
@@ -137,7 +122,7 @@ func (c *Consumer) RunBatch(ctx context.Context, max int, linger time.Duration, 
 				return nil
 			}
 			last := msgs[len(msgs)-1]
-			return fmt.Errorf("handle batch of %d ending %s/%d@%d: %w", len(msgs), last.Topic, last.Partition, last.Offset, err)
+			return fmt.Errorf("handle %d record(s) ending at %s/%d@%d: %w", len(msgs), last.Topic, last.Partition, last.Offset, err)
 		}
 		if err := c.r.CommitMessages(ctx, msgs...); err != nil && ctx.Err() == nil {
 			return fmt.Errorf("commit: %w", err)
