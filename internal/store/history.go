@@ -220,14 +220,8 @@ func (s *Store) Recent(ctx context.Context, conv chat.ConvID, n int) ([]*chat.Me
 
 // Latest returns the highest seq materialized for conv (0 when none).
 func (s *Store) Latest(ctx context.Context, conv chat.ConvID) (int64, error) {
-	zs, err := s.rdb.ZRangeWithScores(ctx, s.key("hist", string(conv)), -1, -1).Result()
-	if err != nil {
-		return 0, fmt.Errorf("latest %s: %w", conv, err)
-	}
-	if len(zs) == 0 {
-		return 0, nil
-	}
-	return int64(zs[0].Score), nil
+	tops, err := s.LatestMany(ctx, []chat.ConvID{conv})
+	return tops[conv], err
 }
 
 // markApplied raises the applied offset of one partition.
