@@ -35,9 +35,10 @@ func TestAGatewayOutOfDescriptorsKeepsServing(t *testing.T) {
 	cmd := exec.Command(prlimit, "--nofile=256:256", bin)
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), "SERVER_ID="+id, "HTTP_ADDR="+addr, "ADMIN_ADDR="+adminAddr, "KAFKA_BROKERS="+brokers(), "AUTH_MODE=open",
-		"REDIS_ADDR="+redisAddr(), "REDIS_PREFIX=test:"+id+":", "KAFKA_CHAT_LOG_TOPIC=chat-log-"+id,
+		"REDIS_PREFIX=test:"+id+":", "KAFKA_CHAT_LOG_TOPIC=chat-log-"+id,
 		"KAFKA_CHAT_STATE_TOPIC=chat-state-"+id, "KAFKA_AUDIT_TOPIC=chat-audit-"+id,
 		"GATEWAY_MAX_CONNS_PER_IP=-1", "LOG_FORMAT=json", "GATEWAY_DRAIN_WINDOW=100ms")
+	cmd.Env = append(cmd.Env, redisEnv()...)
 	t.Cleanup(func() {
 		admin, err := kafkabus.NewAdmin(kafkabus.Config{Brokers: []string{brokers()}})
 		if err == nil {

@@ -21,15 +21,18 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/wsclient"
 )
 
-func brokers() string   { return testkit.KafkaAddr() }
-func redisAddr() string { return testkit.RedisAddr() }
+func brokers() string { return testkit.KafkaAddr() }
+
+// redisEnv points the binary at the shared Redis: REDIS_ADDR and
+// REDIS_CLUSTER.
+func redisEnv() []string { return testkit.RedisEnv() }
 
 func TestAnUnreachableBrokerExitsWithOneClearLine(t *testing.T) {
 	bin := buildBinary(t)
-	runFailing(t, bin, []string{
+	runFailing(t, bin, append([]string{
 		"SERVER_ID=gw-x", "HTTP_ADDR=127.0.0.1:0", "KAFKA_BROKERS=127.0.0.1:1", "KAFKA_CONNECT_TIMEOUT=2s",
-		"REDIS_ADDR=" + redisAddr(), "AUTH_MODE=open",
-	}, nil, "KAFKA_BROKERS=127.0.0.1:1")
+		"AUTH_MODE=open",
+	}, redisEnv()...), nil, "KAFKA_BROKERS=127.0.0.1:1")
 }
 
 func freePort(t *testing.T) string { return testkit.FreeAddr(t) }
@@ -42,9 +45,10 @@ func TestTheBinaryServesAndDrainsOnSIGTERM(t *testing.T) {
 	cmd := exec.Command(bin)
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), "SERVER_ID="+id, "HTTP_ADDR="+addr, "KAFKA_BROKERS="+brokers(),
-		"REDIS_ADDR="+redisAddr(), "REDIS_PREFIX="+prefix, "KAFKA_CHAT_LOG_TOPIC=chat-log-"+id,
+		"REDIS_PREFIX="+prefix, "KAFKA_CHAT_LOG_TOPIC=chat-log-"+id,
 		"KAFKA_CHAT_STATE_TOPIC=chat-state-"+id,
 		"LOG_FORMAT=json", "GATEWAY_DRAIN_WINDOW=300ms", "AUTH_MODE=open")
+	cmd.Env = append(cmd.Env, redisEnv()...)
 	t.Cleanup(func() {
 		admin, err := kafkabus.NewAdmin(kafkabus.Config{Brokers: []string{brokers()}})
 		if err == nil {

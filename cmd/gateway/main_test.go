@@ -74,7 +74,7 @@ func TestBadConfigurationExitsWithOneClearLine(t *testing.T) {
 		{"a missing SERVER_ID", []string{"SERVER_ID="}, nil, []string{"SERVER_ID", "required"}},
 		{"a SERVER_ID with a space", []string{"SERVER_ID=gw 1"}, nil, []string{"SERVER_ID", "Kafka topic name"}},
 		{"a SERVER_ID with a slash", []string{"SERVER_ID=gw/1"}, nil, []string{"SERVER_ID", "Kafka topic name"}},
-		{"an unreachable Redis", []string{"SERVER_ID=gw-x", "REDIS_ADDR=127.0.0.1:1"}, nil, []string{"REDIS_ADDR=127.0.0.1:1"}},
+		{"an unreachable Redis", []string{"SERVER_ID=gw-x", "REDIS_ADDR=127.0.0.1:1", "REDIS_CLUSTER=false"}, nil, []string{"REDIS_ADDR=127.0.0.1:1"}},
 		{"a bad duration", []string{"SERVER_ID=gw-x", "KAFKA_PRODUCE_TIMEOUT=soon"}, nil, []string{"KAFKA_PRODUCE_TIMEOUT", "soon"}},
 		{"an unknown auth mode", []string{"SERVER_ID=gw-x", "AUTH_MODE=magic"}, nil, []string{"AUTH_MODE", "magic"}},
 		{"jwt mode without a secret", []string{"SERVER_ID=gw-x", "AUTH_JWT_SECRET="}, nil, []string{"AUTH_MODE=jwt needs AUTH_JWT_SECRET"}},

@@ -44,10 +44,10 @@ func TestRouterRebuildReplaysTheLogAndExits(t *testing.T) {
 			admin.Close()
 		}
 	})
-	out, err := runRouter(t, []string{
-		"KAFKA_BROKERS=" + env("SWITCHBOARD_KAFKA", "127.0.0.1:9092"), "REDIS_ADDR=" + env("SWITCHBOARD_REDIS", "127.0.0.1:6379"),
+	out, err := runRouter(t, append([]string{
+		"KAFKA_BROKERS=" + env("SWITCHBOARD_KAFKA", "127.0.0.1:9092"),
 		"REDIS_PREFIX=test:" + id + ":", "KAFKA_CHAT_LOG_TOPIC=" + topic, "KAFKA_CHAT_STATE_TOPIC=chat-state-" + id, "HTTP_ADDR=127.0.0.1:0",
-	}, "rebuild")
+	}, testkit.RedisEnv()...), "rebuild")
 	if err != nil || !strings.Contains(out, "rebuilt: ") {
 		t.Fatalf("router rebuild: %v\n%s", err, out)
 	}
@@ -60,8 +60,8 @@ func TestTheRouterRefusesBadConfigurationWithOneLine(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"an unreachable Redis", []string{"REDIS_ADDR=127.0.0.1:1", "REDIS_TIMEOUT=500ms"}, nil, "REDIS_ADDR=127.0.0.1:1"},
-		{"an unreachable broker", []string{"REDIS_ADDR=" + env("SWITCHBOARD_REDIS", "127.0.0.1:6379"), "KAFKA_BROKERS=127.0.0.1:1", "KAFKA_CONNECT_TIMEOUT=2s"}, nil, "KAFKA_BROKERS=127.0.0.1:1"},
+		{"an unreachable Redis", []string{"REDIS_ADDR=127.0.0.1:1", "REDIS_CLUSTER=false", "REDIS_TIMEOUT=500ms"}, nil, "REDIS_ADDR=127.0.0.1:1"},
+		{"an unreachable broker", append([]string{"KAFKA_BROKERS=127.0.0.1:1", "KAFKA_CONNECT_TIMEOUT=2s"}, testkit.RedisEnv()...), nil, "KAFKA_BROKERS=127.0.0.1:1"},
 		{"an unknown command", nil, []string{"explode"}, `unknown command "explode"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

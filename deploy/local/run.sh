@@ -15,7 +15,10 @@
 # admin address (/metrics) is loopback on its port + 1000 (gateways) or
 # + 100 (the router, which serves /ops there); KAFKA_NODES
 # (1; 3 runs a 3-broker cluster on KAFKA_PORT, +2, +4); KAFKA_PORT,
-# REDIS_PORT; KEEP_INFRA=1 keeps Kafka and Redis running after Ctrl-C;
+# REDIS_PORT; REDIS_CLUSTER (false; true or 1 runs deploy/redis/cluster.sh's
+# 3-master Redis Cluster on REDIS_CLUSTER_PORT (7000), +1, +2 instead of the
+# single Redis, and REDIS_ADDR defaults to its nodes; the services get
+# REDIS_CLUSTER=true); KEEP_INFRA=1 keeps Kafka and Redis running after Ctrl-C;
 # READY_TIMEOUT (120 s) bounds `start`. For a second cluster beside the
 # first (the tests): RUN_STATE_DIR (.state/run), RUN_LOG_DIR (.state/logs),
 # BIN_DIR (bin), SERVER_ID_PREFIX (empty), and the services' own variables
@@ -37,7 +40,21 @@ BACKOFF_MAX=30 # seconds
 STABLE_AFTER=30 # seconds up after which the backoff starts again at 1 s
 # Every broker of deploy/kafka's cluster (KAFKA_NODES, KAFKA_PORT).
 export KAFKA_BROKERS=${KAFKA_BROKERS:-$(deploy/kafka/kafka.sh brokers)}
-export REDIS_ADDR=${REDIS_ADDR:-127.0.0.1:${REDIS_PORT:-6379}}
+# The single Redis of deploy/redis/redis.sh, or REDIS_CLUSTER: the Redis
+# Cluster of deploy/redis/cluster.sh.
+case "${REDIS_CLUSTER:-}" in
+1 | true | TRUE | True | yes | on)
+  redis_script=deploy/redis/cluster.sh
+  export REDIS_CLUSTER=true
+  export REDIS_ADDR=${REDIS_ADDR:-$(deploy/redis/cluster.sh nodes)}
+  ;;
+"" | 0 | false | FALSE | False | no | off)
+  redis_script=deploy/redis/redis.sh
+  export REDIS_CLUSTER=false
+  export REDIS_ADDR=${REDIS_ADDR:-127.0.0.1:${REDIS_PORT:-6379}}
+  ;;
+*) echo "REDIS_CLUSTER=$REDIS_CLUSTER: want true (1) or false (0)" >&2; exit 2 ;;
+esac
 [[ "$GATEWAYS" =~ ^[1-9][0-9]*$ ]] || { echo "GATEWAYS=$GATEWAYS: want a number from 1" >&2; exit 2; }
 # jwt auth mode (the default) signs tokens with a secret: unless
 # AUTH_JWT_SECRET or AUTH_JWT_KEYS is set, a development secret is made in
@@ -161,7 +178,7 @@ for b in gateway router; do
   [ -x "$bin/$b" ] || { echo "$bin/$b is missing: run make build (make run does)" >&2; exit 1; }
 done
 stop_cluster # leftovers of an earlier run
-deploy/redis/redis.sh start
+"$redis_script" start
 deploy/kafka/kafka.sh start
 
 shutdown() {
@@ -171,7 +188,7 @@ shutdown() {
   stop_cluster
   if [ "$mode" = foreground ] && [ "${KEEP_INFRA:-0}" != 1 ]; then
     deploy/kafka/kafka.sh stop || true
-    deploy/redis/redis.sh stop || true
+    "$redis_script" stop || true
   fi
   echo "stopped"
   exit "${1:-0}"
@@ -205,6 +222,8 @@ for name in $(members); do
   done
 done
 
+redis_note=""
+if [ "$REDIS_CLUSTER" = true ]; then redis_note=" (Redis Cluster)"; fi
 gw_urls=""
 for ((i = 1; i <= GATEWAYS; i++)); do gw_urls+=" gw-$i http://127.0.0.1:$(gw_port "$i")/"; done
 if [ "$mode" = start ]; then
@@ -227,7 +246,7 @@ done
 cat <<MSG
   metrics            http://127.0.0.1:$((GW1_PORT + 1000))/metrics (each gateway: its port + 1000)  http://127.0.0.1:$((ROUTER_PORT + 100))/metrics
   ops page           http://127.0.0.1:$((ROUTER_PORT + 100))/ops${ADMIN_TOKEN:+?token=…} (the router's admin address)
-  Kafka              $KAFKA_BROKERS      Redis $REDIS_ADDR
+  Kafka              $KAFKA_BROKERS      Redis $REDIS_ADDR$redis_note
   logs               $logs/
 A member that exits is restarted; Ctrl-C stops everything (KEEP_INFRA=1 keeps Kafka and Redis running).
 MSG

@@ -22,6 +22,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/internal/config/setting"
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
+	"github.com/switchboard-chat/switchboard/internal/rediskit"
 	"github.com/switchboard-chat/switchboard/internal/route"
 )
 
@@ -42,7 +43,10 @@ type Common struct {
 	// brokers and the client id.
 	Bus kafkabus.Config
 
+	// RedisAddr is one address, or a comma-separated list of a cluster's
+	// nodes (any of them will do; the client discovers the others).
 	RedisAddr     string        `key:"redis.addr" default:"127.0.0.1:6379"`
+	RedisCluster  bool          `key:"redis.cluster"`
 	RedisDB       int           `key:"redis.db"`
 	RedisPassword string        `key:"redis.password"`
 	RedisTimeout  time.Duration `key:"redis.timeout" default:"2s"` // the client's and gateway.Config's
@@ -215,18 +219,25 @@ func (c Common) Kafka(clientID string) kafkabus.Config {
 	return k
 }
 
-// ConnectRedis opens the Redis client and checks that it answers.
-func (c Common) ConnectRedis(ctx context.Context) (*redis.Client, error) {
-	rdb := redis.NewClient(&redis.Options{
-		Addr: c.RedisAddr, DB: c.RedisDB, Password: c.RedisPassword,
-		DialTimeout: c.RedisTimeout, ReadTimeout: c.RedisTimeout, WriteTimeout: c.RedisTimeout,
-		PoolSize: 64,
+// ConnectRedis opens the Redis client (a cluster client when
+// REDIS_CLUSTER is set) and checks that it answers.
+func (c Common) ConnectRedis(ctx context.Context) (redis.UniversalClient, error) {
+	rdb, err := rediskit.New(rediskit.Options{
+		Addrs: rediskit.ParseAddrs(c.RedisAddr), Cluster: c.RedisCluster,
+		DB: c.RedisDB, Password: c.RedisPassword, Timeout: c.RedisTimeout, PoolSize: 64,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_ADDR=%s: %v", c.RedisAddr, err)
+	}
 	pctx, cancel := context.WithTimeout(ctx, c.RedisTimeout+time.Second)
 	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
+	if err := rediskit.Ping(pctx, rdb); err != nil {
 		rdb.Close()
-		return nil, fmt.Errorf("cannot reach Redis at REDIS_ADDR=%s: %v", c.RedisAddr, err)
+		what := "Redis"
+		if c.RedisCluster {
+			what = "the Redis Cluster"
+		}
+		return nil, fmt.Errorf("cannot reach %s at REDIS_ADDR=%s: %v", what, c.RedisAddr, err)
 	}
 	return rdb, nil
 }

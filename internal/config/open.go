@@ -28,7 +28,7 @@ func Main(name string, run func(ctx context.Context, args []string) error) {
 // Deps are what every service opens at start.
 type Deps struct {
 	Log      *slog.Logger
-	Redis    *redis.Client
+	Redis    redis.UniversalClient
 	Registry *prometheus.Registry // with the Go and process collectors
 }
 

@@ -2,7 +2,8 @@
 
 // Package crash runs gateway binaries as real processes against the Kafka
 // broker and Redis that `make test` starts (SWITCHBOARD_KAFKA,
-// SWITCHBOARD_REDIS; defaults 127.0.0.1:9092 and 127.0.0.1:6379), with the
+// SWITCHBOARD_REDIS; defaults 127.0.0.1:9092 and 127.0.0.1:6379; a Redis
+// Cluster with SWITCHBOARD_REDIS_CLUSTER), with the
 // router in-process, and kills, drains and restarts them under traffic.
 // Every test gets its own SERVER_IDs, chat-log topic and Redis key prefix,
 // and deletes its topics and keys when it ends.
@@ -37,9 +38,10 @@ import (
 
 var (
 	kafkaAddr = testkit.KafkaAddr()
-	redisAddr = testkit.RedisAddr()
-	runID     = strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
-	counter   atomic.Int64
+	// redisEnv points a gateway or run.sh at the shared Redis.
+	redisEnv = testkit.RedisEnv()
+	runID    = strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	counter  atomic.Int64
 )
 
 // lease is the gateway lease of every test cluster (GATEWAY_LEASE).
@@ -92,7 +94,7 @@ type cluster struct {
 	chatState string
 	bin       string
 	dir       string // t.TempDir: logs, the gateways' working directory
-	rdb       *redis.Client
+	rdb       redis.UniversalClient
 	admin     *kafkabus.Admin
 	topics    []string
 	logs      []string // files printed when the test fails
@@ -263,13 +265,12 @@ func (g *gateway) start() {
 	}
 	cmd := exec.Command(g.c.bin)
 	cmd.Dir = g.c.dir // no configs/gateway.yaml there: defaults and env only
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(append(os.Environ(), redisEnv...),
 		"CONFIG=",
 		"SERVER_ID="+g.id,
 		"HTTP_ADDR="+g.addr,
 		"ADMIN_ADDR="+g.admin,
 		"KAFKA_BROKERS="+kafkaAddr,
-		"REDIS_ADDR="+redisAddr,
 		"REDIS_PREFIX="+g.c.prefix,
 		"KAFKA_CHAT_LOG_TOPIC="+g.c.chatLog,
 		"KAFKA_CHAT_STATE_TOPIC="+g.c.chatState,

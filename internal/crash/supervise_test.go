@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-chat/switchboard/internal/rediskit"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 	"github.com/switchboard-chat/switchboard/internal/wsclient"
 )
 
@@ -41,18 +43,26 @@ func (c *cluster) startLocalRun(n int) *localRun {
 	dir := t.TempDir()
 	lr := &localRun{c: c, state: filepath.Join(dir, "run"), logs: filepath.Join(dir, "logs"), router: freeAddr(t)}
 	_, kafkaPort, _ := net.SplitHostPort(kafkaAddr)
-	_, redisPort, _ := net.SplitHostPort(redisAddr)
+	// run.sh starts (here: reuses) the shared Redis with deploy/redis's
+	// scripts: the single Redis on REDIS_PORT, or the cluster whose first
+	// node is on REDIS_CLUSTER_PORT.
+	_, redisPort, _ := net.SplitHostPort(rediskit.ParseAddrs(testkit.RedisAddr())[0])
+	redisPortVar := "REDIS_PORT="
+	if testkit.RedisCluster() {
+		redisPortVar = "REDIS_CLUSTER_PORT="
+	}
 	lr.env = []string{
 		"BIN_DIR=" + binDir, "RUN_STATE_DIR=" + lr.state, "RUN_LOG_DIR=" + lr.logs,
 		"AUTH_MODE=open", // the probes connect with ?user=
 		"GATEWAYS=" + strconv.Itoa(n), "ROUTER_PORT=" + port(t, lr.router), "READY_TIMEOUT=120",
-		"KAFKA_BROKERS=" + kafkaAddr, "KAFKA_PORT=" + kafkaPort, "REDIS_ADDR=" + redisAddr, "REDIS_PORT=" + redisPort,
+		"KAFKA_BROKERS=" + kafkaAddr, "KAFKA_PORT=" + kafkaPort, redisPortVar + redisPort,
 		"SERVER_ID_PREFIX=" + c.name + "-", "REDIS_PREFIX=" + c.prefix, "ROUTER_GROUP_ID=router-" + c.name,
 		"KAFKA_CHAT_LOG_TOPIC=" + c.chatLog, "KAFKA_CHAT_STATE_TOPIC=" + c.chatState,
 		"GATEWAY_LEASE=" + lease.String(), "GATEWAY_DRAIN_WINDOW=500ms", "ROUTER_JANITOR_INTERVAL=200ms", "LOG_FORMAT=json",
 		// Each client sends 200 messages/s, above the default per-user rate.
 		"GATEWAY_MESSAGE_RATE=-1",
 	}
+	lr.env = append(lr.env, redisEnv...) // REDIS_ADDR, REDIS_CLUSTER
 	for i := 1; i <= n; i++ {
 		g := &gateway{c: c, name: fmt.Sprintf("gw-%d", i), addr: freeAddr(t)}
 		g.id = c.name + "-" + g.name

@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/internal/auth"
 	"github.com/switchboard-chat/switchboard/internal/gateway"
+	"github.com/switchboard-chat/switchboard/internal/rediskit"
 	"github.com/switchboard-chat/switchboard/internal/wsclient"
 )
 
@@ -279,8 +280,9 @@ func TestAnAccountSurvivesARedisLossAndRebuild(t *testing.T) {
 		t.Fatalf("register: %d %s", a.status, a.raw)
 	}
 	ctx := context.Background()
-	keys, _ := c.rdb.Keys(ctx, c.prefix+"*").Result()
-	c.rdb.Del(ctx, keys...)
+	if _, err := rediskit.DeleteMatching(ctx, c.rdb, c.prefix+"*"); err != nil {
+		t.Fatal(err)
+	}
 	if a := call(t, g, "POST", "/api/auth/register", creds("dave", "a new password"), ""); a.status != 503 || a.code() != "unavailable" {
 		t.Fatalf("register while Redis is not restored: %d %s; want 503 unavailable", a.status, a.raw)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/rediskit"
 	"github.com/switchboard-chat/switchboard/internal/wsclient"
 )
 
@@ -195,8 +196,9 @@ func TestGroupMembershipAndRolesComeBackFromARebuild(t *testing.T) {
 	})
 
 	ctx := context.Background()
-	keys, _ := c.rdb.Keys(ctx, c.prefix+"*").Result()
-	c.rdb.Del(ctx, keys...)
+	if _, err := rediskit.DeleteMatching(ctx, c.rdb, c.prefix+"*"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := r.Rebuild(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,7 @@ type cluster struct {
 	chatLog string
 	// chatState is this cluster's chat-state topic.
 	chatState string
-	rdb       *redis.Client
+	rdb       redis.UniversalClient
 	admin     *kafkabus.Admin
 	log       *slog.Logger
 	topics    []string

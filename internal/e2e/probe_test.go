@@ -290,7 +290,7 @@ func TestAReceiptBeyondTheLatestSeqIsRefusedAndNeverStored(t *testing.T) {
 	// existed) is clamped when applied, so no replay resurrects it.
 	st := store.New(c.rdb, store.Config{Prefix: c.prefix})
 	bogus := &chat.Receipt{Conv: chat.ConvID(conv), User: "mallory", Seq: 9e18, Status: "read", TS: 1}
-	if err := st.ApplyReceipt(ctx, bogus, store.Position{Topic: "replayed", Partition: 0, Offset: 1}); err != nil {
+	if err := st.Apply(ctx, &chat.LogRecord{Type: chat.TypeReceipt, Receipt: bogus}, store.Position{Topic: "replayed", Partition: 0, Offset: 1}); err != nil {
 		t.Fatal(err)
 	}
 	rs, err := st.Receipts(ctx, chat.ConvID(conv))

@@ -54,8 +54,7 @@ func TestReadinessFailsWithAReasonWhileSendsAreRefusedForARestore(t *testing.T) 
 		t.Fatalf("readyz of a fresh gateway: %d %+v, want 200 with sends ok", r.status, r)
 	}
 
-	restored := c.prefix + "restored"
-	if err := c.rdb.Del(ctx, restored).Err(); err != nil {
+	if err := route.New(c.rdb, c.routeConfig()).ForgetRestored(ctx); err != nil {
 		t.Fatal(err)
 	}
 	r = readyz(t, g)

@@ -13,8 +13,10 @@ import (
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
+	"github.com/switchboard-chat/switchboard/internal/rediskit"
 	"github.com/switchboard-chat/switchboard/internal/router"
 	"github.com/switchboard-chat/switchboard/internal/store"
+	"github.com/switchboard-chat/switchboard/internal/testkit"
 	"github.com/switchboard-chat/switchboard/internal/wsclient"
 )
 
@@ -177,11 +179,11 @@ func TestRedisFlushedThenRebuiltFromTheLogHoldsTheSameViews(t *testing.T) {
 
 	// Flush everything this cluster has in Redis: views, seq counters,
 	// sessions, registrations, dedupe records.
-	keys, _ := c.rdb.Keys(ctx, c.prefix+"*").Result()
-	if len(keys) == 0 {
+	if n, err := rediskit.DeleteMatching(ctx, c.rdb, c.prefix+"*"); err != nil {
+		t.Fatal(err)
+	} else if n == 0 {
 		t.Fatal("nothing to flush")
 	}
-	c.rdb.Del(ctx, keys...)
 	if h, _ := c.store().History(ctx, chat.Public, 0, 10); len(h) != 0 {
 		t.Fatal("history survived the flush")
 	}
@@ -278,8 +280,10 @@ func TestAfterRedisLosesItsDataSendsWaitForTheRouterAndSeqNeverRepeats(t *testin
 		}
 	}
 	c.waitApplied(t)
-	keys, _ := c.rdb.Keys(ctx, c.prefix+"*").Result()
-	c.rdb.Del(ctx, keys...) // Redis lost everything
+	// Redis lost everything.
+	if _, err := rediskit.DeleteMatching(ctx, c.rdb, c.prefix+"*"); err != nil {
+		t.Fatal(err)
+	}
 	// Sends never take a seq that is already logged: until the router has
 	// restored the counters they answer unavailable; then they carry on.
 	var got wsclient.Frame
@@ -307,5 +311,69 @@ func TestAfterRedisLosesItsDataSendsWaitForTheRouterAndSeqNeverRepeats(t *testin
 	}
 	if f := expect(t, alice, "retry", isSent("pre0")); f.ID != first.ID || f.Seq != first.Seq {
 		t.Fatalf("retry after the loss answered %s, first was %s", f.Raw, first.Raw)
+	}
+}
+
+// On a Redis Cluster each shard can lose its data alone. The restored
+// marker is one key per slot, beside that slot's seq counters: a slot
+// whose marker is gone refuses the sends of its conversations until the
+// router restores it, and every other conversation carries on.
+func TestOnARedisClusterALostSlotRefusesOnlyItsOwnConversations(t *testing.T) {
+	if !testkit.RedisCluster() {
+		t.Skip("one marker on a single Redis: run with make test REDIS_CLUSTER=1")
+	}
+	c := newCluster(t)
+	g := c.startGateway("gw-1")
+	alice := c.dial(g, "alice")
+	ctx := context.Background()
+	table := c.table()
+	lost := chat.DirectConv("alice", "bob")
+	// A peer whose conversation with alice is on another slot.
+	var kept chat.ConvID
+	var peer string
+	for i := 0; kept == ""; i++ {
+		peer = fmt.Sprintf("user%d", i)
+		if cv := chat.DirectConv("alice", chat.UserID(peer)); rediskit.Slot(table.SeqKey(cv)) != rediskit.Slot(table.SeqKey(lost)) {
+			kept = cv
+		}
+	}
+	send := func(cid, to string) wsclient.Frame {
+		t.Helper()
+		if err := alice.SendTo(ctx, cid, to, "x"); err != nil {
+			t.Fatal(err)
+		}
+		return expect(t, alice, "answer to "+cid, isSent(cid))
+	}
+	if f := send("before", "bob"); f.Type != "sent" {
+		t.Fatalf("before the loss: %s", f.Raw)
+	}
+	marker := c.prefix + "restored:" + rediskit.SlotTag(rediskit.Slot(table.SeqKey(lost)))
+	if n, err := c.rdb.Del(ctx, marker).Result(); err != nil || n != 1 {
+		t.Fatalf("deleting the marker %s: %d %v", marker, n, err)
+	}
+	if f := send("refused", "bob"); f.Type != "error" || f.Code != "unavailable" || !strings.Contains(f.Message, "restored") {
+		t.Fatalf("a send in the lost slot answered %s, want unavailable until restored", f.Raw)
+	}
+	for i := range 3 {
+		if f := send(fmt.Sprintf("kept%d", i), peer); f.Type != "sent" {
+			t.Fatalf("a send in another slot answered %s", f.Raw)
+		}
+	}
+	// The router notices, restores the counters and every marker; the
+	// lost slot's conversation carries on from its logged seq.
+	c.startRouter()
+	deadline := time.Now().Add(60 * time.Second)
+	for i := 0; ; i++ {
+		f := send(fmt.Sprintf("after%d", i), "bob")
+		if f.Type == "sent" {
+			if f.Seq != 2 {
+				t.Fatalf("first seq after the restore is %d, want 2 (the refused sends took none)", f.Seq)
+			}
+			break
+		}
+		if f.Code != "unavailable" || time.Now().After(deadline) {
+			t.Fatalf("while restoring: %s", f.Raw)
+		}
+		time.Sleep(50 * time.Millisecond) // a client's retry pacing
 	}
 }

@@ -60,9 +60,8 @@ func TestTheRouterMaterializesHistoryFromTheLog(t *testing.T) {
 		}
 	}
 	// Applying a message again changes nothing.
-	added, err := st.ApplyMessage(ctx, hist[0], store.Position{})
-	if err != nil || added {
-		t.Fatalf("re-apply: added=%v err=%v", added, err)
+	if err := st.Apply(ctx, &chat.LogRecord{Type: chat.TypeMessage, Message: hist[0]}, store.Position{}); err != nil {
+		t.Fatalf("re-apply: %v", err)
 	}
 	if h, _ := st.History(ctx, dm, 0, 100); len(h) != 5 {
 		t.Fatalf("history has %d messages after a re-apply", len(h))
@@ -91,7 +90,7 @@ func TestTheRouterRestoresALostSeqCounterFromTheLog(t *testing.T) {
 	c.rdb.Del(ctx, seqKey)
 	// Replaying one message (as a rebuild does) raises the counter again.
 	h, _ := c.store().History(ctx, dm, 0, 10)
-	if _, err := c.store().ApplyMessage(ctx, h[2], store.Position{}); err != nil {
+	if err := c.store().Apply(ctx, &chat.LogRecord{Type: chat.TypeMessage, Message: h[2]}, store.Position{}); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := c.rdb.Get(ctx, seqKey).Int64(); n != h[2].Seq {

@@ -5,9 +5,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/wsclient"
 )
 
@@ -154,6 +156,49 @@ func TestARepeatedCIDYieldsOneMessage(t *testing.T) {
 	})
 	if len(ids) != 2 || ids[0] != "same" {
 		t.Fatalf("bob received cids %v, want [same next]", ids)
+	}
+}
+
+// A cid is the sender's, not the conversation's: repeated to someone else
+// it is still the original message, and the other conversation gets
+// nothing.
+func TestACIDRepeatedToAnotherConversationIsTheOriginal(t *testing.T) {
+	c := newCluster(t)
+	gw1, gw2 := c.startGateway("gw-1"), c.startGateway("gw-2")
+	alice, bob, carol := c.dial(gw1, "alice"), c.dial(gw2, "bob"), c.dial(gw2, "carol")
+	ctx := context.Background()
+	if err := alice.SendTo(ctx, "once", "bob", "to bob"); err != nil {
+		t.Fatal(err)
+	}
+	first := expect(t, alice, "sent to bob", isSent("once"))
+	expect(t, bob, "bob's copy", isMessage("once"))
+	if err := alice.SendTo(ctx, "once", "carol", "to carol"); err != nil {
+		t.Fatal(err)
+	}
+	again := expect(t, alice, "the repeat's answer", isSent("once"))
+	if again.Type != "sent" || again.ID != first.ID || again.Seq != first.Seq || again.Conv != first.Conv {
+		t.Fatalf("the repeat to carol answered %s, the original was %s", again.Raw, first.Raw)
+	}
+	// Carol's first message is the next one alice sends her.
+	if err := alice.SendTo(ctx, "next", "carol", "hello carol"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, alice, "sent", isSent("next"))
+	if f := expect(t, carol, "carol's first message", func(f wsclient.Frame) bool { return f.Type == "message" }); f.CID != "next" {
+		t.Fatalf("carol got %s first, want the message with cid next", f.Raw)
+	}
+	// A cid whose original is not in Kafka yet (its send is in flight, or
+	// failed and was never retried) is refused elsewhere, and kept.
+	other := chat.DirectConv("alice", "dave")
+	if err := c.rdb.Set(ctx, c.prefix+"cid:alice:pending", string(other), time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SendTo(ctx, "pending", "bob", "x"); err != nil {
+		t.Fatal(err)
+	}
+	f := expect(t, alice, "the answer to a cid pending elsewhere", isSent("pending"))
+	if f.Type != "error" || f.Code != "bad_request" || !strings.Contains(f.Message, string(other)) {
+		t.Fatalf("a cid pending in %s, sent to bob, answered %s; want bad_request naming %s", other, f.Raw, other)
 	}
 }
 

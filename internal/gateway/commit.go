@@ -213,7 +213,7 @@ func (c *committer) commit(ctx context.Context, jobs []*sendJob) {
 	finish()
 	done := make([]route.Acked, 0, len(produced))
 	for _, p := range produced {
-		done = append(done, route.Acked{From: p.user, CID: p.in.CID, Plan: p.plan})
+		done = append(done, route.Acked{From: p.user, Conv: p.req.Conv, CID: p.in.CID, Plan: p.plan})
 	}
 	c.addAcked(done)
 }

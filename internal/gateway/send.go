@@ -92,7 +92,7 @@ func (s *Server) answer(sends []*pendingSend) []sendResult {
 			result = "duplicate"
 		}
 		s.m.sends.WithLabelValues(result).Inc()
-		results[i].sent = protocol.Sent{CID: p.in.CID, ID: src.plan.ID, Conv: src.req.Conv, Seq: src.plan.Seq, TS: src.plan.TS}
+		results[i].sent = protocol.Sent{CID: p.in.CID, ID: src.plan.ID, Conv: src.plan.Conv, Seq: src.plan.Seq, TS: src.plan.TS}
 	}
 	return results
 }
@@ -200,6 +200,10 @@ func refusal(conv chat.ConvID, err error) *protocol.Error {
 		return protocol.Errorf(protocol.CodeForbidden, "you are not a member of %s", conv)
 	case errors.Is(err, route.ErrNoGroup):
 		return protocol.Errorf(protocol.CodeNotFound, "conversation %s does not exist", conv)
+	}
+	var inUse *route.CIDInUseError
+	if errors.As(err, &inUse) {
+		return &protocol.Error{Code: protocol.CodeBadRequest, Message: inUse.Error()}
 	}
 	return nil
 }

@@ -169,7 +169,7 @@ func (c *Config) setDefaults() error {
 type Deps struct {
 	Logger   *slog.Logger          // default: discard
 	Registry prometheus.Registerer // default: a private registry
-	Redis    *redis.Client         // required
+	Redis    redis.UniversalClient // required
 	Route    route.Config
 	Kafka    kafkabus.Config
 	Identity auth.Identity // required

@@ -50,7 +50,7 @@ type infra struct {
 	root, dir                            string
 	kafkaPort, controllerPort, redisPort int
 	env                                  []string // overrides for the scripts
-	inspect                              *redis.Client
+	inspect                              redis.UniversalClient
 }
 
 // startInfra starts a broker and a Redis for t on free ports and stops both

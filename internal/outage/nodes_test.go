@@ -30,7 +30,7 @@ type gw struct {
 	cfg     gateway.Config
 	route   route.Config
 	srv     *gateway.Server
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	cancel  context.CancelFunc
 	stopped chan struct{}
 	err     error
@@ -101,7 +101,7 @@ func (g *gw) stop() {
 type rt struct {
 	t       *testing.T
 	r       *router.Router
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	cancel  context.CancelFunc
 	stopped chan struct{}
 	err     error

@@ -134,7 +134,7 @@ func TestARestartOfThePersistedRedisUnderTrafficRebuildsNothingAndRefusesNothing
 	conv := chat.DirectConv("alice", "bob")
 	ctx := context.Background()
 	warm := warmUp(t, alice, bob, 3, "before the restart")
-	markerKey := prefix + "restored"
+	markerKey := prefix + "restored:all" // a single Redis: one marker
 	marker, err := in.inspect.Get(ctx, markerKey).Result()
 	if err != nil {
 		t.Fatalf("restored marker before the restart: %v", err)

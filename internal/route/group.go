@@ -26,9 +26,14 @@ var (
 	ErrNoGroup   = errors.New("no such group")
 )
 
-func (t *Table) groupGatewaysKey(c chat.ConvID) string { return t.cfg.Prefix + "ggw:" + string(c) }
-func (t *Table) membersKey(c chat.ConvID) string       { return t.cfg.Prefix + "members:" + string(c) }
-func (t *Table) seenKey(u chat.UserID) string          { return t.cfg.Prefix + "seen:" + string(u) }
+func (t *Table) groupGatewaysKey(c chat.ConvID) string { return ConvKey(t.cfg.Prefix, "ggw", c) }
+
+// MembersKey is the hash of group c's members (user → role) under prefix:
+// the store writes it from the log, the send path checks the sender in it.
+func MembersKey(prefix string, c chat.ConvID) string { return ConvKey(prefix, "members", c) }
+
+func (t *Table) membersKey(c chat.ConvID) string { return MembersKey(t.cfg.Prefix, c) }
+func (t *Table) seenKey(u chat.UserID) string    { return t.cfg.Prefix + "seen:" + string(u) }
 
 // GroupGateways returns the live gateways that have a member of conv
 // connected, in one round trip.

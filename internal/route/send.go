@@ -32,9 +32,12 @@ type SendRequest struct {
 
 // SendPlan is what the send path needs to produce a message.
 type SendPlan struct {
-	ID  string
-	Seq int64
-	TS  int64
+	// Conv is the conversation the message is in: the request's, or for a
+	// cid the sender used before in another conversation, that one's.
+	Conv chat.ConvID
+	ID   string
+	Seq  int64
+	TS   int64
 	// Dup is true when the cid was already used; ID, Seq and TS are the
 	// original's.
 	Dup bool
@@ -45,9 +48,20 @@ type SendPlan struct {
 	// For a group: the live gateways with members connected, each with
 	// no users (the gateway fans out to its local members).
 	Targets map[chat.ServerID][]chat.UserID
-	// Refused is ErrNotMember or ErrNoGroup when a group send was refused;
-	// no seq was taken and nothing else in the plan is set.
+	// Refused is ErrNotMember or ErrNoGroup when a group send was refused
+	// (no seq was taken and nothing else in the plan is set), or a
+	// *CIDInUseError.
 	Refused error
+}
+
+// CIDInUseError refuses a cid that the sender used for a message of
+// another conversation that is not known to be in Kafka yet: a repeated
+// cid is answered with the original, which must be retried where it was
+// sent.
+type CIDInUseError struct{ Conv chat.ConvID }
+
+func (e *CIDInUseError) Error() string {
+	return "this cid was used for a message to " + string(e.Conv) + " that is not stored yet: retry it there"
 }
 
 // ErrNotRestored means Redis lost its data (the restored marker is gone)
@@ -73,6 +87,15 @@ v = ARGV[1] .. '|' .. seq .. '|' .. ARGV[2] .. '|p'
 redis.call('SET', KEYS[1], v, 'PX', ARGV[3])
 return v
 `)
+
+// A cid is the sender's: a repeated cid is the original message, whatever
+// conversation the repeat names. Its record lives with the conversation
+// (dedupe:{conv}:…, taken in the same script as the seq), and the claim
+// cid:<user>:<cid> → conversation, set with SET NX GET in the same round
+// trip, says which conversation that is. A repeat naming another
+// conversation finds the claim and is answered from that conversation's
+// record, in a second round trip; the seq the first one took in the named
+// conversation is a gap.
 
 // PrepareSends dedupes each request's cid, takes its seq and looks up the
 // gateways of its recipients, all in one Redis round trip. It also returns
@@ -101,10 +124,11 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest, acked []Ac
 	pipe := t.rdb.Pipeline()
 	t.queueAcked(ctx, pipe, acked)
 	dedupe := make([]*redis.Cmd, len(reqs))
+	claims := make([]*redis.StatusCmd, len(reqs))
 	sessions := make(map[chat.UserID]*redis.MapStringStringCmd)
 	groups := make(map[chat.ConvID]*redis.StringSliceCmd)
 	for i, r := range reqs {
-		keys := []string{t.dedupeKey(r.From, r.CID), t.SeqKey(r.Conv), t.restoredKey()}
+		keys := []string{t.dedupeKey(r.From, r.Conv, r.CID), t.SeqKey(r.Conv), t.restoredKey(r.Conv)}
 		if r.Conv.Kind() == chat.KindGroup {
 			keys = append(keys, t.membersKey(r.Conv))
 			if groups[r.Conv] == nil {
@@ -112,6 +136,7 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest, acked []Ac
 			}
 		}
 		dedupe[i] = dedupeSeq.EvalSha(ctx, pipe, keys, r.ID, strconv.FormatInt(r.TS, 10), ttl, string(r.From))
+		claims[i] = pipe.SetArgs(ctx, t.claimKey(r.From, r.CID), string(r.Conv), redis.SetArgs{Mode: "NX", Get: true, TTL: t.cfg.DedupeTTL})
 		for _, u := range r.Recipients {
 			if sessions[u] == nil {
 				sessions[u] = pipe.HGetAll(ctx, t.sessionsKey(u))
@@ -119,13 +144,26 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest, acked []Ac
 		}
 	}
 	liveCmd := t.liveCmd(ctx, pipe)
-	if _, err := pipe.Exec(ctx); err != nil && !isScriptRefusal(err) {
-		return nil, nil, fmt.Errorf("prepare sends: %w", err)
+	// A new claim answers nil, a refused send its refusal: any other
+	// error fails the batch.
+	cmds, _ := pipe.Exec(ctx)
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && err != redis.Nil && !isScriptRefusal(err) {
+			return nil, nil, fmt.Errorf("prepare sends: %w", err)
+		}
 	}
 	live := toServerIDs(liveCmd.Val())
 	isLive := liveSet(liveCmd.Val())
 	plans := make([]SendPlan, len(reqs))
+	var elsewhere []int // repeats of a cid first used in another conversation
 	for i, r := range reqs {
+		if c, err := claims[i].Result(); err == nil && chat.ConvID(c) != r.Conv {
+			plans[i].Conv = chat.ConvID(c)
+			elsewhere = append(elsewhere, i)
+			continue
+		} else if err != nil && err != redis.Nil {
+			return nil, nil, fmt.Errorf("prepare sends: %w", err)
+		}
 		rec, err := dedupe[i].Text()
 		if err != nil {
 			switch msg := err.Error(); {
@@ -144,7 +182,7 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest, acked []Ac
 		if err != nil {
 			return nil, nil, fmt.Errorf("prepare sends: %s/%s: %w", r.From, r.CID, err)
 		}
-		p.Dup = p.ID != r.ID
+		p.Dup, p.Conv = p.ID != r.ID, r.Conv
 		switch {
 		case groups[r.Conv] != nil:
 			p.Targets = make(map[chat.ServerID][]chat.UserID)
@@ -156,7 +194,41 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest, acked []Ac
 		}
 		plans[i] = p
 	}
+	if len(elsewhere) > 0 {
+		if err := t.originals(ctx, reqs, plans, elsewhere); err != nil {
+			return nil, nil, err
+		}
+	}
 	return plans, live, nil
+}
+
+// originals answers the repeats at idx of a cid first used in the
+// conversation their plan names: with the original when it is in Kafka,
+// else refused with a *CIDInUseError.
+func (t *Table) originals(ctx context.Context, reqs []SendRequest, plans []SendPlan, idx []int) error {
+	pipe := t.rdb.Pipeline()
+	recs := make([]*redis.StringCmd, len(idx))
+	for j, i := range idx {
+		recs[j] = pipe.Get(ctx, t.dedupeKey(reqs[i].From, plans[i].Conv, reqs[i].CID))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return fmt.Errorf("prepare sends: %w", err)
+	}
+	for j, i := range idx {
+		conv := plans[i].Conv
+		rec, err := recs[j].Result()
+		if err != nil && err != redis.Nil {
+			return fmt.Errorf("prepare sends: %w", err)
+		}
+		p, perr := parseDedupe(rec)
+		if err == redis.Nil || perr != nil || !p.Acked {
+			plans[i] = SendPlan{Conv: conv, Refused: &CIDInUseError{Conv: conv}}
+			continue
+		}
+		p.Conv, p.Dup = conv, true
+		plans[i] = p
+	}
+	return nil
 }
 
 // isScriptRefusal reports whether err is one of dedupeSeq's refusals,
@@ -191,6 +263,7 @@ func parseDedupe(rec string) (SendPlan, error) {
 // Acked identifies a send whose message Kafka acknowledged.
 type Acked struct {
 	From chat.UserID
+	Conv chat.ConvID
 	CID  string
 	Plan SendPlan
 }
@@ -213,8 +286,13 @@ func (t *Table) MarkAcked(ctx context.Context, sends []Acked) error {
 // queueAcked queues the dedupe records of sends, now acknowledged.
 func (t *Table) queueAcked(ctx context.Context, pipe redis.Pipeliner, sends []Acked) {
 	for _, s := range sends {
-		pipe.SetArgs(ctx, t.dedupeKey(s.From, s.CID), ackedRecord(s.Plan.ID, s.Plan.Seq, s.Plan.TS), redis.SetArgs{Mode: "XX", KeepTTL: true})
+		pipe.SetArgs(ctx, t.dedupeKey(s.From, s.Conv, s.CID), ackedRecord(s.Plan.ID, s.Plan.Seq, s.Plan.TS), redis.SetArgs{Mode: "XX", KeepTTL: true})
 	}
+}
+
+// claimKey is the claim of cid by u: the conversation it was first sent to.
+func (t *Table) claimKey(u chat.UserID, cid string) string {
+	return t.cfg.Prefix + "cid:" + string(u) + ":" + cid
 }
 
 // RestoreDedupe records m's (sender, cid) as acknowledged, as the send path

@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/config/setting"
+	"github.com/switchboard-chat/switchboard/internal/rediskit"
 )
 
 // Config configures a Table. Zero fields take the documented defaults.
@@ -31,13 +32,13 @@ func (c *Config) setDefaults() { setting.Fill(c) }
 
 // Table is the routing table. It is safe for concurrent use.
 type Table struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	cfg Config
 	now func() time.Time
 }
 
 // New returns a Table on rdb.
-func New(rdb *redis.Client, cfg Config) *Table {
+func New(rdb redis.UniversalClient, cfg Config) *Table {
 	cfg.setDefaults()
 	return &Table{rdb: rdb, cfg: cfg, now: time.Now}
 }
@@ -45,12 +46,26 @@ func New(rdb *redis.Client, cfg Config) *Table {
 // Lease returns the configured gateway lease.
 func (t *Table) Lease() time.Duration { return t.cfg.Lease }
 
-// Keys.
+// Keys. Every key of one conversation carries the hash tag {<conv>}, so
+// that the scripts that touch several of them (taking a seq, applying the
+// log) run on one Redis Cluster slot; ConvKey builds them for this package
+// and the store. Keys of users and gateways are untagged: no script or
+// transaction spans two of them.
 func (t *Table) gatewaysKey() string                  { return t.cfg.Prefix + "gw" }
 func (t *Table) sessionsKey(u chat.UserID) string     { return t.cfg.Prefix + "sess:" + string(u) }
 func (t *Table) gwSessionsKey(s chat.ServerID) string { return t.cfg.Prefix + "gwsess:" + string(s) }
-func (t *Table) dedupeKey(u chat.UserID, cid string) string {
-	return t.cfg.Prefix + "dedupe:" + string(u) + ":" + cid
+
+// dedupeKey is the dedupe record of cid sent by u in conversation c: a
+// client id identifies a send within its conversation.
+func (t *Table) dedupeKey(u chat.UserID, c chat.ConvID, cid string) string {
+	return ConvKey(t.cfg.Prefix, "dedupe", c) + ":" + string(u) + ":" + cid
+}
+
+// ConvKey is the key of kind for conversation c under prefix:
+// <prefix><kind>:{<conv>}. The braces are a Redis Cluster hash tag: all
+// of a conversation's keys hash to the slot of its id.
+func ConvKey(prefix, kind string, c chat.ConvID) string {
+	return prefix + kind + ":{" + string(c) + "}"
 }
 
 // SeqKey returns the key of conversation c's seq counter. The router raises
@@ -60,7 +75,7 @@ func (t *Table) SeqKey(c chat.ConvID) string { return SeqKey(t.cfg.Prefix, c) }
 // SeqKey is the key of conversation c's seq counter under prefix. The send
 // path takes seqs from it (INCR, here); the store's apply scripts raise it
 // to the highest seq logged. Both use this definition.
-func SeqKey(prefix string, c chat.ConvID) string { return prefix + "seq:" + string(c) }
+func SeqKey(prefix string, c chat.ConvID) string { return ConvKey(prefix, "seq", c) }
 
 // Heartbeat registers gateway s as live for one lease from now. It reports
 // whether s was not registered before (first start, or its registration
@@ -118,8 +133,11 @@ func toServerIDs(ids []string) []chat.ServerID {
 // AddSession records that user u has session sess on gateway s, and
 // returns how many sessions u now has (on live and dead gateways alike).
 func (t *Table) AddSession(ctx context.Context, u chat.UserID, sess string, s chat.ServerID) (int, error) {
+	// Not a transaction: the two keys may be on different cluster slots.
+	// The gateway index is only read to purge a dead gateway, which
+	// compares before it deletes.
 	var n *redis.IntCmd
-	_, err := t.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := t.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, t.sessionsKey(u), sess, string(s))
 		p.SAdd(ctx, t.gwSessionsKey(s), string(u)+"|"+sess)
 		n = p.HLen(ctx, t.sessionsKey(u))
@@ -182,22 +200,24 @@ func targets(users []chat.UserID, sessions map[chat.UserID]*redis.MapStringStrin
 }
 
 // removeSession deletes a session only if it still points at the given
-// gateway (compare-before-delete), and drops it from the gateway's index.
-// It returns the number of sessions the user has left.
+// gateway (compare-before-delete), and returns the number of sessions the
+// user has left.
 var removeSession = redis.NewScript(`
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
-redis.call('SREM', KEYS[2], ARGV[3])
 return redis.call('HLEN', KEYS[1])
 `)
 
 // RemoveSession removes session sess of user u if it is still registered
-// on gateway s, and returns how many sessions u has left anywhere.
+// on gateway s, and returns how many sessions u has left anywhere. The
+// session leaves the gateway's index after (a separate key, maybe on
+// another slot).
 func (t *Table) RemoveSession(ctx context.Context, u chat.UserID, sess string, s chat.ServerID) (int, error) {
-	n, err := removeSession.Run(ctx, t.rdb,
-		[]string{t.sessionsKey(u), t.gwSessionsKey(s)},
-		sess, string(s), string(u)+"|"+sess).Int()
+	n, err := removeSession.Run(ctx, t.rdb, []string{t.sessionsKey(u)}, sess, string(s)).Int()
+	if err == nil {
+		err = t.rdb.SRem(ctx, t.gwSessionsKey(s), string(u)+"|"+sess).Err()
+	}
 	if err != nil {
 		return 0, fmt.Errorf("remove session %s/%s: %w", u, sess, err)
 	}
@@ -273,24 +293,86 @@ func (t *Table) ForgetDead(ctx context.Context, s chat.ServerID) error {
 	return nil
 }
 
-func (t *Table) restoredKey() string { return t.cfg.Prefix + "restored" }
-
-// Restored reports whether the restored marker is present: Redis holds
-// seq counters at least as high as the log's.
-func (t *Table) Restored(ctx context.Context) (bool, error) {
-	n, err := t.rdb.Exists(ctx, t.restoredKey()).Result()
-	if err != nil {
-		return false, fmt.Errorf("restored marker: %w", err)
+// The restored marker says that Redis holds seq counters at least as high
+// as the log's. A send refuses without it, in the same script that takes
+// the seq, so the marker of a conversation must share its slot: on a
+// single Redis it is one key, restored:all, on a Redis Cluster one key per
+// slot, restored:{t} with a tag t of that slot. (The counters were named
+// seq:<conv> before they were tagged, under a marker named restored: a
+// Redis holding that layout has no marker by these names, so sends wait
+// for the router to raise the new counters from the log.) A shard that loses its data
+// loses the markers of its own slots with its counters, and only its
+// conversations refuse sends until the router restores them.
+func (t *Table) restoredKey(c chat.ConvID) string {
+	if !rediskit.IsCluster(t.rdb) {
+		return t.cfg.Prefix + "restored:all"
 	}
-	return n == 1, nil
+	return t.cfg.Prefix + "restored:" + rediskit.SlotTag(rediskit.Slot(t.SeqKey(c)))
 }
 
-// MarkRestored sets the restored marker. Call it only when the seq counters
-// are known to be at least the log's: after a rebuild, or when the log is
-// empty.
+// markers returns every restored marker key and, for each, the key of its
+// restore token (in the same slot).
+func (t *Table) markers() (markers, tokens []string) {
+	if !rediskit.IsCluster(t.rdb) {
+		return []string{t.cfg.Prefix + "restored:all"}, []string{t.cfg.Prefix + "restoring:all"}
+	}
+	markers, tokens = make([]string, rediskit.Slots), make([]string, rediskit.Slots)
+	for s := range rediskit.Slots {
+		tag := rediskit.SlotTag(s)
+		markers[s], tokens[s] = t.cfg.Prefix+"restored:"+tag, t.cfg.Prefix+"restoring:"+tag
+	}
+	return markers, tokens
+}
+
+// Restored reports whether every restored marker is present: Redis holds
+// seq counters at least as high as the log's.
+func (t *Table) Restored(ctx context.Context) (bool, error) {
+	keys, _ := t.markers()
+	if len(keys) == 1 {
+		n, err := t.rdb.Exists(ctx, keys[0]).Result()
+		if err != nil {
+			return false, fmt.Errorf("restored marker: %w", err)
+		}
+		return n == 1, nil
+	}
+	p := t.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(keys))
+	for i, k := range keys {
+		cmds[i] = p.Exists(ctx, k)
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		return false, fmt.Errorf("restored marker: %w", err)
+	}
+	for _, c := range cmds {
+		if c.Val() != 1 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// MarkRestored sets the restored markers. Call it only when the seq
+// counters are known to be at least the log's: after a rebuild, or when
+// the log is empty.
 func (t *Table) MarkRestored(ctx context.Context) error {
-	if err := t.rdb.Set(ctx, t.restoredKey(), t.now().UnixMilli(), 0).Err(); err != nil {
+	keys, _ := t.markers()
+	now := t.now().UnixMilli()
+	p := t.rdb.Pipeline()
+	for _, k := range keys {
+		p.Set(ctx, k, now, 0)
+	}
+	if _, err := p.Exec(ctx); err != nil {
 		return fmt.Errorf("mark restored: %w", err)
+	}
+	return nil
+}
+
+// ForgetRestored deletes the restored markers, as a Redis data loss would:
+// sends refuse until a restore sets them again. For tests and drills.
+func (t *Table) ForgetRestored(ctx context.Context) error {
+	keys, _ := t.markers()
+	if _, err := rediskit.Delete(ctx, t.rdb, keys); err != nil {
+		return fmt.Errorf("forget restored: %w", err)
 	}
 	return nil
 }
@@ -315,91 +397,117 @@ func (t *Table) MarkRestoredIfLogEmpty(ctx context.Context, end func(context.Con
 	return true, t.MarkRestored(ctx)
 }
 
-// raiseSeqs raises each counter KEYS[i] to ARGV[i] unless it is higher.
-var raiseSeqs = redis.NewScript(`
-for i = 1, #KEYS do
-  local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if tonumber(ARGV[i]) > cur then redis.call('SET', KEYS[i], ARGV[i]) end
-end
+// raiseSeq raises the counter KEYS[1] to ARGV[1] unless it is higher.
+var raiseSeq = redis.NewScript(`
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end
 return 1
 `)
 
 // RaiseSeqs raises the seq counters to the given values where they are
-// lower (never lowering one), in batches of 1000 counters per script.
+// lower (never lowering one), pipelined in round trips of 1000.
 func (t *Table) RaiseSeqs(ctx context.Context, seqs map[chat.ConvID]int64) error {
-	if err := raiseSeqs.Load(ctx, t.rdb).Err(); err != nil {
+	if err := raiseSeq.Load(ctx, t.rdb).Err(); err != nil {
 		return fmt.Errorf("raise seqs: %w", err)
 	}
 	pipe := t.rdb.Pipeline()
-	keys, args := make([]string, 0, 1000), make([]any, 0, 1000)
 	for c, seq := range seqs {
-		keys, args = append(keys, t.SeqKey(c)), append(args, seq)
-		if len(keys) == cap(keys) {
-			raiseSeqs.EvalSha(ctx, pipe, keys, args...)
-			keys, args = make([]string, 0, 1000), make([]any, 0, 1000)
+		raiseSeq.EvalSha(ctx, pipe, []string{t.SeqKey(c)}, seq)
+		if pipe.Len() >= 1000 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				return fmt.Errorf("raise seqs: %w", err)
+			}
 		}
 	}
-	if len(keys) > 0 {
-		raiseSeqs.EvalSha(ctx, pipe, keys, args...)
-	}
-	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("raise seqs: %w", err)
 	}
 	return nil
 }
-
-// restoreDedupes sets each dedupe record KEYS[i] to ARGV[2i-1] with a TTL
-// of ARGV[2i] ms, unless it exists.
-var restoreDedupes = redis.NewScript(`
-for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[2*i-1], 'NX', 'PX', ARGV[2*i]) end
-return 1
-`)
 
 // RestoreDedupes records each message's (sender, cid) as acknowledged, as
 // the send path did when it was sent, unless a record exists or the
-// message is older than the dedupe TTL; 500 records per script, pipelined.
+// message is older than the dedupe TTL; pipelined in round trips of 1000.
 // A restore and a rebuild call it, so that retries stay idempotent across
 // a Redis data loss.
 func (t *Table) RestoreDedupes(ctx context.Context, msgs []*chat.Message) error {
-	if err := restoreDedupes.Load(ctx, t.rdb).Err(); err != nil {
-		return fmt.Errorf("restore dedupe: %w", err)
-	}
 	pipe := t.rdb.Pipeline()
 	now := t.now()
-	keys, args := make([]string, 0, 500), make([]any, 0, 1000)
-	for i, m := range msgs {
+	for _, m := range msgs {
 		left := t.cfg.DedupeTTL - now.Sub(time.UnixMilli(m.TS))
-		if m.CID != "" && left > 0 {
-			keys = append(keys, t.dedupeKey(m.From, m.CID))
-			args = append(args, ackedRecord(m.ID, m.Seq, m.TS), max(left.Milliseconds(), 1))
+		if m.CID == "" || left <= 0 {
+			continue
 		}
-		if len(keys) == cap(keys) || i == len(msgs)-1 && len(keys) > 0 {
-			restoreDedupes.EvalSha(ctx, pipe, keys, args...)
-			keys, args = make([]string, 0, 500), make([]any, 0, 1000)
+		pipe.SetNX(ctx, t.dedupeKey(m.From, m.Conv, m.CID), ackedRecord(m.ID, m.Seq, m.TS), max(left, time.Millisecond))
+		pipe.SetNX(ctx, t.claimKey(m.From, m.CID), string(m.Conv), max(left, time.Millisecond))
+		if pipe.Len() >= 1000 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				return fmt.Errorf("restore dedupe: %w", err)
+			}
 		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("restore dedupe: %w", err)
 	}
 	return nil
 }
 
-// markRestoredHolding sets the restored marker (KEYS[1]) only while the
-// lock KEYS[2] is held by ARGV[1].
+// BeginRestore leaves a token of owner beside every restored marker. A
+// restore raises the counters after it, then MarkRestoredHolding sets each
+// marker only where the token is still there: a slot whose data was lost
+// during the restore lost its token too, and is not vouched for.
+func (t *Table) BeginRestore(ctx context.Context, owner string) error {
+	_, tokens := t.markers()
+	p := t.rdb.Pipeline()
+	for _, k := range tokens {
+		p.Set(ctx, k, owner, 0)
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		return fmt.Errorf("begin restore: %w", err)
+	}
+	return nil
+}
+
+// markRestoredHolding sets the marker KEYS[1] and drops the token KEYS[2]
+// if the token is still ARGV[1]'s.
 var markRestoredHolding = redis.NewScript(`
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2])
+redis.call('DEL', KEYS[2])
 return 1
 `)
 
-// MarkRestoredHolding sets the restored marker only while the lock key is
-// held by owner: a restore that Redis lost its data again under (taking
-// the lock with it) must not vouch for counters it did not raise. It
-// reports whether the marker was set.
+// MarkRestoredHolding sets the restored markers only while the lock key is
+// held by owner and where the restore tokens BeginRestore left are still
+// owner's: a restore that Redis lost its data again under (taking the lock
+// or a token with it) must not vouch for counters it did not raise. It
+// reports whether every marker was set; the restore must run again when
+// not.
 func (t *Table) MarkRestoredHolding(ctx context.Context, lockKey, owner string) (bool, error) {
-	n, err := markRestoredHolding.Run(ctx, t.rdb, []string{t.restoredKey(), lockKey}, owner, t.now().UnixMilli()).Int()
-	if err != nil {
+	held, err := t.rdb.Get(ctx, lockKey).Result()
+	if err != nil && err != redis.Nil {
 		return false, fmt.Errorf("mark restored: %w", err)
 	}
-	return n == 1, nil
+	if held != owner {
+		return false, nil
+	}
+	if err := markRestoredHolding.Load(ctx, t.rdb).Err(); err != nil {
+		return false, fmt.Errorf("mark restored: %w", err)
+	}
+	markers, tokens := t.markers()
+	now := t.now().UnixMilli()
+	p := t.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(markers))
+	for i := range markers {
+		cmds[i] = markRestoredHolding.EvalSha(ctx, p, []string{markers[i], tokens[i]}, owner, now)
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		return false, fmt.Errorf("mark restored: %w", err)
+	}
+	for _, c := range cmds {
+		if n, _ := c.Int(); n != 1 {
+			return false, nil
+		}
+	}
+	return true, nil
 }

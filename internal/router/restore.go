@@ -69,6 +69,9 @@ func (r *Router) scanTail(ctx context.Context, t *tail, from, to, recent map[int
 // has been read again up to the log's end after that.
 func (r *Router) restoreSeqs(ctx context.Context, lock *store.RebuildLock, detected time.Time) (RestoreStats, error) {
 	var st RestoreStats
+	if err := r.table.BeginRestore(ctx, lock.Owner()); err != nil {
+		return st, err
+	}
 	cp := newCheckpoint()
 	if err := r.readCheckpoint(ctx, cp); err != nil {
 		return st, err

@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
+	"github.com/switchboard-chat/switchboard/internal/rediskit"
 	"github.com/switchboard-chat/switchboard/internal/route"
 	"github.com/switchboard-chat/switchboard/internal/store"
 	"github.com/switchboard-chat/switchboard/internal/testkit"
@@ -381,21 +382,21 @@ func (g *logGen) records(n int, until time.Time) []kafkabus.Record {
 // dumpViews returns every key under prefix that the log rebuilds, with a
 // canonical rendering of its value: message JSON is decoded (the live
 // delete re-encodes it in Lua). Routing and operational keys are left out.
-func dumpViews(t *testing.T, rdb *redis.Client, prefix string) map[string]string {
+func dumpViews(t *testing.T, rdb redis.UniversalClient, prefix string) map[string]string {
 	t.Helper()
 	ctx := context.Background()
-	skip := map[string]bool{"dedupe": true, "restored": true, "rebuilding": true, "rebuildpending": true, "gw": true, "sess": true, "gwsess": true, "gwdead": true}
+	skip := map[string]bool{"dedupe": true, "cid": true, "restored": true, "restoring": true, "rebuilding": true, "rebuildpending": true, "gw": true, "sess": true, "gwsess": true, "gwdead": true}
+	all, err := rediskit.Keys(ctx, rdb, prefix+"*")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var keys []string
-	iter := rdb.Scan(ctx, 0, prefix+"*", 5000).Iterator()
-	for iter.Next(ctx) {
-		k := strings.TrimPrefix(iter.Val(), prefix)
+	for _, k := range all {
+		k = strings.TrimPrefix(k, prefix)
 		kind, _, _ := strings.Cut(k, ":")
 		if !skip[kind] {
 			keys = append(keys, k)
 		}
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
 	}
 	out := make(map[string]string, len(keys))
 	for start := 0; start < len(keys); start += 2000 {
@@ -481,26 +482,30 @@ func diffViews(t *testing.T, before, after map[string]string) {
 	t.Errorf("%d of %d view keys differ after the rebuild; first ones:\n%s", len(diffs), len(before), strings.Join(diffs[:min(len(diffs), 8)], "\n"))
 }
 
-// wipe deletes every key under prefix, the restored marker last.
-func wipe(t *testing.T, rdb *redis.Client, prefix string) {
+// wipe deletes every key under prefix, the restored markers last (one
+// key on a single Redis, restored:{tag} per slot on a cluster). Keys are
+// deleted one by one (rediskit.Delete), so they may hash to any slots.
+func wipe(t *testing.T, rdb redis.UniversalClient, prefix string) {
 	t.Helper()
 	ctx := context.Background()
-	var keys []string
-	iter := rdb.Scan(ctx, 0, prefix+"*", 5000).Iterator()
-	for iter.Next(ctx) {
-		if iter.Val() != prefix+"restored" {
-			keys = append(keys, iter.Val())
-		}
-	}
-	if err := iter.Err(); err != nil {
+	all, err := rediskit.Keys(ctx, rdb, prefix+"*")
+	if err != nil {
 		t.Fatal(err)
 	}
-	pipe := rdb.Pipeline()
-	for start := 0; start < len(keys); start += 1000 {
-		pipe.Unlink(ctx, keys[start:min(start+1000, len(keys))]...)
+	var keys, markers []string
+	for _, k := range all {
+		if kind, _, _ := strings.Cut(strings.TrimPrefix(k, prefix), ":"); kind == "restored" {
+			markers = append(markers, k)
+		} else {
+			keys = append(keys, k)
+		}
 	}
-	pipe.Del(ctx, prefix+"restored")
-	if _, err := pipe.Exec(ctx); err != nil {
+	for start := 0; start < len(keys); start += 1000 {
+		if _, err := rediskit.Delete(ctx, rdb, keys[start:min(start+1000, len(keys))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := rediskit.Delete(ctx, rdb, markers); err != nil {
 		t.Fatal(err)
 	}
 }

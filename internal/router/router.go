@@ -114,8 +114,8 @@ func (c *Config) setDefaults() {
 // Deps are the router's collaborators.
 type Deps struct {
 	Logger   *slog.Logger
-	Registry *prometheus.Registry // default: a private registry
-	Redis    *redis.Client        // required
+	Registry *prometheus.Registry  // default: a private registry
+	Redis    redis.UniversalClient // required
 	Route    route.Config
 	Store    store.Config
 	Kafka    kafkabus.Config

@@ -16,40 +16,37 @@ var ErrTaken = errors.New("user name taken")
 
 // claimUser materializes a new account at once, before its chat-state
 // record is produced, unless the name already has a password: KEYS[1] the
-// user hash, KEYS[2] the users index, KEYS[3] the name index that search
-// reads (as the router's apply fills them); ARGV[1] id, ARGV[2] created_at,
-// ARGV[3] the description. A user without a password (first seen in open
-// auth mode) is claimed and keeps its created_at. Returns the account's
-// created_at, or 0 when taken.
+// user hash; ARGV[1] created_at, ARGV[2] the description. A user without a
+// password (first seen in open auth mode) is claimed and keeps its
+// created_at. Returns the account's created_at, or 0 when taken. The
+// indexes (users, and the names search reads) are written after it, as
+// the router's apply writes them.
 var claimUser = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], 'json')
-local created = tonumber(ARGV[2])
+local created = tonumber(ARGV[1])
 if cur then
   local ok, rec = pcall(cjson.decode, cur)
   if not ok or type(rec) ~= 'table' or (type(rec.password_hash) == 'string' and rec.password_hash ~= '') then
     return 0
   end
-  created = tonumber(redis.call('HGET', KEYS[1], 'created_at') or ARGV[2])
+  created = tonumber(redis.call('HGET', KEYS[1], 'created_at') or ARGV[1])
 end
-redis.call('HSET', KEYS[1], 'json', ARGV[3], 'created_at', created)
-redis.call('ZADD', KEYS[2], created, ARGV[1])
-redis.call('ZADD', KEYS[3], 0, ARGV[1])
+redis.call('HSET', KEYS[1], 'json', ARGV[2], 'created_at', created)
 return created
 `)
 
 // releaseUser undoes claimUser when the record could not be produced:
-// if the description is still ARGV[2] it becomes ARGV[3] again (the open
-// mode user's), or the user is removed when there was none.
+// if the description is still ARGV[1] it becomes ARGV[2] again (the open
+// mode user's) and 1 is returned, or the user is removed and 2 is
+// returned when there was none (its index entries go after).
 var releaseUser = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'json') ~= ARGV[2] then return 0 end
-if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[1], 'json', ARGV[3])
-else
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZREM', KEYS[3], ARGV[1])
+if redis.call('HGET', KEYS[1], 'json') ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[1], 'json', ARGV[2])
+  return 1
 end
-return 1
+redis.call('DEL', KEYS[1])
+return 2
 `)
 
 // Claim is a registration in progress: the account is materialized and
@@ -78,7 +75,14 @@ func (s *Store) ClaimUser(ctx context.Context, u chat.User) (*Claim, error) {
 	if err != nil {
 		return nil, err
 	}
-	created, err := claimUser.Run(ctx, s.rdb, []string{hash, s.cfg.Prefix + "users", s.cfg.Prefix + "usernames"}, string(u.ID), u.CreatedAt, body).Int64()
+	created, err := claimUser.Run(ctx, s.rdb, []string{hash}, u.CreatedAt, body).Int64()
+	if err == nil && created != 0 {
+		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.ZAdd(ctx, s.cfg.Prefix+"users", redis.Z{Score: float64(created), Member: string(u.ID)})
+			p.ZAdd(ctx, s.cfg.Prefix+"usernames", redis.Z{Score: 0, Member: string(u.ID)})
+			return nil
+		})
+	}
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("claim user %s: %w", u.ID, err)
@@ -100,8 +104,14 @@ func (s *Store) ClaimUser(ctx context.Context, u chat.User) (*Claim, error) {
 
 // Release undoes c if nothing replaced its description since.
 func (s *Store) Release(ctx context.Context, c *Claim) error {
-	err := releaseUser.Run(ctx, s.rdb, []string{s.key("user", string(c.User.ID)), s.cfg.Prefix + "users", s.cfg.Prefix + "usernames"},
-		string(c.User.ID), c.desc, c.prev).Err()
+	n, err := releaseUser.Run(ctx, s.rdb, []string{s.key("user", string(c.User.ID))}, c.desc, c.prev).Int()
+	if err == nil && n == 2 {
+		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.ZRem(ctx, s.cfg.Prefix+"users", string(c.User.ID))
+			p.ZRem(ctx, s.cfg.Prefix+"usernames", string(c.User.ID))
+			return nil
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("release user %s: %w", c.User.ID, err)
 	}

@@ -19,8 +19,8 @@ import (
 // Bulk is the fast path of a rebuild: it aggregates a bounded chunk of
 // chat-log records in Go and writes the chunk to the views in large
 // pipelines, with one script per conversation where the window, a
-// tombstone or a raise-only value needs atomicity. The views it leaves are
-// those the per-record apply leaves after the same records, and every
+// tombstone or a raise-only value needs atomicity. A record applied alone
+// (Store.Apply) is a chunk of one. Every
 // write is idempotent and raise-only, so routers applying the live log at
 // the same time are harmless. Not safe for concurrent use.
 type Bulk struct {
@@ -301,7 +301,7 @@ func (b *Bulk) write(ctx context.Context) error {
 	p := &pipe{ctx: ctx, p: b.s.rdb.Pipeline()}
 	for part, next := range b.applied {
 		pa, nx := posArgs(Position{Topic: b.topic, Partition: part, Offset: next - 1})
-		if err := p.add(markApplied.EvalSha(ctx, p.p, []string{b.s.key("applied", b.topic)}, pa, nx)); err != nil {
+		if err := p.add(markApplied.EvalSha(ctx, p.p, []string{b.s.appliedKey(b.topic)}, pa, nx)); err != nil {
 			return err
 		}
 	}
@@ -353,7 +353,7 @@ func (b *Bulk) writeConv(p *pipe, conv chat.ConvID, cc *convChunk) error {
 	for f, v := range cc.marks {
 		args = append(args, f, v)
 	}
-	keys := []string{s.key("hist", c), s.key("msg", c), route.SeqKey(s.cfg.Prefix, conv), s.key("trim", c), s.key("rcpt", c)}
+	keys := []string{s.ckey("hist", conv), s.ckey("msg", conv), route.SeqKey(s.cfg.Prefix, conv), s.ckey("trim", conv), s.ckey("rcpt", conv)}
 	seqs := make([]int64, 0, len(cc.index))
 	for seq := range cc.index {
 		seqs = append(seqs, seq)
@@ -371,7 +371,7 @@ func (b *Bulk) writeConv(p *pipe, conv chat.ConvID, cc *convChunk) error {
 	if err := p.add(applyBulk.EvalSha(p.ctx, p.p, keys, args...)); err != nil {
 		return err
 	}
-	// The message index (id → conv|seq), as applyMessage writes it: one
+	// The message index (id → conv|seq): one
 	// HSET per index hash (the value of an id never changes, so HSET is
 	// HSETNX's equal here).
 	byKey := make(map[string][]any)
@@ -432,36 +432,83 @@ func (p *pipe) flush() error {
 // as ApplyUser and ApplyConversation do, pipelined; pos[i] is where recs[i]
 // was found. Other record types only raise the applied offset.
 func (s *Store) BulkEntities(ctx context.Context, recs []*chat.StateRecord, pos []Position) error {
-	if err := applyEntity.Load(ctx, s.rdb).Err(); err != nil {
+	if err := s.applyEntities(ctx, recs, pos); err != nil {
 		return fmt.Errorf("bulk entities: %w", err)
 	}
-	if err := markApplied.Load(ctx, s.rdb).Err(); err != nil {
-		return fmt.Errorf("bulk entities: %w", err)
-	}
-	p := &pipe{ctx: ctx, p: s.rdb.Pipeline()}
-	for i, sr := range recs {
-		var keys []string
-		var args []any
-		var err error
-		switch {
-		case sr != nil && sr.Type == chat.TypeUser:
-			keys, args, err = s.entityArgs(s.key("user", string(sr.User.ID)), s.cfg.Prefix+"users", string(sr.User.ID), sr.User.CreatedAt, sr.User, pos[i])
-		case sr != nil && sr.Type == chat.TypeConversation:
-			keys, args, err = s.entityArgs(s.key("conv", string(sr.Conversation.ID)), s.cfg.Prefix+"conversations", string(sr.Conversation.ID), sr.Conversation.CreatedAt, sr.Conversation, pos[i])
-		default:
-			part, next := posArgs(pos[i])
-			err = p.add(markApplied.EvalSha(ctx, p.p, []string{s.key("applied", pos[i].Topic)}, part, next))
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("bulk entities: %w", err)
-		}
-		if err := p.add(applyEntity.EvalSha(ctx, p.p, keys, args...)); err != nil {
+	return nil
+}
+
+// applyEntities writes entity records in three pipelined steps, each
+// after the last has been answered: the entities' own scripts, then what
+// their replies call for in other keys (indexes, members' conversation
+// lists), then the applied offsets. On a Redis Cluster those are other
+// slots, so no script can do it all; every step is idempotent, and the
+// set of users a group must leave is kept beside it until they have, so a
+// record applied again after a failure between the steps finishes the
+// job.
+func (s *Store) applyEntities(ctx context.Context, recs []*chat.StateRecord, pos []Position) error {
+	for _, sc := range []*redis.Script{applyEntity, markApplied} {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return err
 		}
 	}
-	return p.flush()
+	for start := 0; start < len(recs); start += bulkPipeline {
+		end := min(start+bulkPipeline, len(recs))
+		var writes []*entityWrite
+		var cmds []*redis.Cmd
+		p := s.rdb.Pipeline()
+		for i := start; i < end; i++ {
+			sr := recs[i]
+			var desc any
+			switch {
+			case sr != nil && sr.Type == chat.TypeUser && sr.User != nil:
+				desc = sr.User
+			case sr != nil && sr.Type == chat.TypeConversation && sr.Conversation != nil:
+				desc = sr.Conversation
+			default:
+				continue
+			}
+			w, err := s.newEntityWrite(desc)
+			if err != nil {
+				return err
+			}
+			writes = append(writes, w)
+			cmds = append(cmds, applyEntity.EvalSha(ctx, p, w.keys, w.args...))
+		}
+		if len(cmds) > 0 {
+			if _, err := p.Exec(ctx); err != nil {
+				return err
+			}
+			for i, w := range writes {
+				reply, err := cmds[i].Slice()
+				if err != nil || len(reply) == 0 {
+					return fmt.Errorf("apply %s: %v", w.id, err)
+				}
+				s.after(ctx, p, w, reply)
+			}
+			if _, err := p.Exec(ctx); err != nil {
+				return err
+			}
+		}
+		applied := map[string]map[int]int64{}
+		for i := start; i < end; i++ {
+			if pos[i].Topic == "" {
+				continue
+			}
+			if applied[pos[i].Topic] == nil {
+				applied[pos[i].Topic] = map[int]int64{}
+			}
+			applied[pos[i].Topic][pos[i].Partition] = max(applied[pos[i].Topic][pos[i].Partition], pos[i].Offset)
+		}
+		for topic, parts := range applied {
+			for part, off := range parts {
+				pa, nx := posArgs(Position{Topic: topic, Partition: part, Offset: off})
+				markApplied.EvalSha(ctx, p, []string{s.appliedKey(topic)}, pa, nx)
+			}
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }

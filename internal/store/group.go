@@ -127,8 +127,8 @@ func (s *Store) Summaries(ctx context.Context, u chat.UserID, convs []chat.ConvI
 	last := make([]*redis.StringSliceCmd, len(convs))
 	marks := make([]*redis.StringCmd, len(convs))
 	for i, c := range convs {
-		last[i] = pipe.ZRange(ctx, s.key("hist", string(c)), -1, -1)
-		marks[i] = pipe.HGet(ctx, s.key("rcpt", string(c)), string(u)+"|read")
+		last[i] = pipe.ZRange(ctx, s.ckey("hist", c), -1, -1)
+		marks[i] = pipe.HGet(ctx, s.ckey("rcpt", c), string(u)+"|read")
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return nil, fmt.Errorf("summaries: %w", err)
@@ -138,10 +138,10 @@ func (s *Store) Summaries(ctx context.Context, u chat.UserID, convs []chat.ConvI
 	msgs := make([]*redis.SliceCmd, len(convs))
 	for i, c := range convs {
 		mark, _ := marks[i].Int64()
-		counts[i] = countUnread.Eval(ctx, pipe, []string{s.key("hist", string(c)), s.key("msg", string(c))},
+		counts[i] = countUnread.Eval(ctx, pipe, []string{s.ckey("hist", c), s.ckey("msg", c)},
 			strconv.FormatInt(mark, 10), `"from":"`+string(u)+`"`)
 		if ids := last[i].Val(); len(ids) == 1 {
-			msgs[i] = pipe.HMGet(ctx, s.key("msg", string(c)), ids[0])
+			msgs[i] = pipe.HMGet(ctx, s.ckey("msg", c), ids[0])
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -172,7 +172,7 @@ var ErrBusy = errors.New("busy: another change holds the lock")
 func (s *Store) LockConversation(ctx context.Context, conv chat.ConvID, ttl time.Duration) (release func(), err error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	owner, key := hex.EncodeToString(b[:]), s.key("convlock", string(conv))
+	owner, key := hex.EncodeToString(b[:]), s.ckey("convlock", conv)
 	for {
 		ok, err := s.rdb.SetNX(ctx, key, owner, ttl).Result()
 		if err != nil {

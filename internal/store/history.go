@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/rediskit"
 	"github.com/switchboard-chat/switchboard/internal/route"
 )
 
@@ -28,16 +29,19 @@ type Config struct {
 
 // Store reads and writes the materialized views. Safe for concurrent use.
 //
-// Keys: hist:<conv> (zset id by seq), msg:<conv> (hash id → message JSON),
-// seq:<conv> (the counter the send path increments; raised to the highest
-// logged seq), convs:<user> (zset conv by last activity, ms).
+// Keys: hist:{<conv>} (zset id by seq), msg:{<conv>} (hash id → message
+// JSON), seq:{<conv>} (the counter the send path increments; raised to the
+// highest logged seq), convs:<user> (zset conv by last activity, ms). A
+// conversation's keys share the hash tag {<conv>} (route.ConvKey), so its
+// scripts run on one Redis Cluster slot; no script touches two
+// conversations, a conversation and a user, or two users.
 type Store struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	cfg Config
 }
 
 // New returns a Store on rdb.
-func New(rdb *redis.Client, cfg Config) *Store {
+func New(rdb redis.UniversalClient, cfg Config) *Store {
 	if cfg.Prefix == "" {
 		cfg.Prefix = "sb:"
 	}
@@ -48,6 +52,13 @@ func New(rdb *redis.Client, cfg Config) *Store {
 }
 
 func (s *Store) key(kind string, id string) string { return s.cfg.Prefix + kind + ":" + id }
+
+// ckey is the key of kind for conversation c, tagged with it.
+func (s *Store) ckey(kind string, c chat.ConvID) string { return route.ConvKey(s.cfg.Prefix, kind, c) }
+
+// appliedKey is the hash of topic's partitions → the offset after the last
+// record applied.
+func (s *Store) appliedKey(topic string) string { return s.cfg.Prefix + "applied:{" + topic + "}" }
 
 // Position is where a record sits in the log. Applying a record also
 // records its position, so readers can tell how far the views have caught
@@ -72,71 +83,26 @@ end
 // newApplyScript returns a script whose body may call raise_applied.
 func newApplyScript(body string) *redis.Script { return redis.NewScript(raiseApplied + body) }
 
-// applyMessage adds a message to its conversation's history once (keyed by
-// id), trims the window (recording the highest seq trimmed in KEYS[5]),
-// raises the seq counter, records the message's log position in the seq
-// index (KEYS[6]; ARGV[9], "" for none), records which conversation and
-// seq the id belongs to (KEYS[7], ARGV[10]), bumps the members'
-// conversation lists and raises the applied offset (KEYS[4], a hash of
-// partition → next offset; ARGV[7], ARGV[8]).
-var applyMessage = newApplyScript(`
-raise_applied(KEYS[4], ARGV[7], ARGV[8])
-if ARGV[9] ~= '' then redis.call('HSETNX', KEYS[6], ARGV[1], ARGV[9]) end
-redis.call('HSETNX', KEYS[7], ARGV[2], ARGV[10])
-local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2])
-if added == 1 then
-  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-  local n = redis.call('ZCARD', KEYS[1])
-  local cap = tonumber(ARGV[4])
-  if n > cap then
-    local old = redis.call('ZRANGE', KEYS[1], 0, n - cap - 1)
-    local top = redis.call('ZRANGE', KEYS[1], n - cap - 1, n - cap - 1, 'WITHSCORES')
-    redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - cap - 1)
-    redis.call('HDEL', KEYS[2], unpack(old))
-    local trimmed = tonumber(redis.call('GET', KEYS[5]) or '0')
-    if tonumber(top[2]) > trimmed then redis.call('SET', KEYS[5], top[2]) end
-  end
-end
-local cur = tonumber(redis.call('GET', KEYS[3]) or '0')
-if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[3], ARGV[1]) end
-for i = 8, #KEYS do redis.call('ZADD', KEYS[i], 'GT', ARGV[5], ARGV[6]) end
-return added
-`)
-
-// ApplyMessage materializes m, found in the log at pos. It reports whether
-// m was new.
-func (s *Store) ApplyMessage(ctx context.Context, m *chat.Message, pos Position) (bool, error) {
-	body, err := json.Marshal(m)
-	if err != nil {
-		return false, fmt.Errorf("apply %s: %w", m.ID, err)
-	}
-	conv := string(m.Conv)
-	keys := []string{s.key("hist", conv), s.key("msg", conv), route.SeqKey(s.cfg.Prefix, m.Conv), s.key("applied", pos.Topic), s.key("trim", conv),
-		s.IndexKey(m.Conv, m.Seq), s.MessageIndexKey(m.ID)}
-	if a, b, ok := m.Conv.Members(); ok {
-		keys = append(keys, s.key("convs", string(a)))
-		if b != a {
-			keys = append(keys, s.key("convs", string(b)))
+// Apply materializes one chat-log record found at pos (the zero Position:
+// applied outside the log's order, recording no position), as a Bulk of
+// that one record writes it. Applying a record again changes nothing.
+func (s *Store) Apply(ctx context.Context, lr *chat.LogRecord, pos Position) error {
+	b := s.NewBulk(pos.Topic)
+	b.Add(lr, pos.Partition, pos.Offset)
+	if pos.Topic == "" {
+		clear(b.applied)
+		for _, cc := range b.convs {
+			clear(cc.index)
 		}
 	}
-	part, next := posArgs(pos)
-	where := ""
-	if pos.Topic != "" {
-		where = IndexValue(pos.Partition, pos.Offset)
-	}
-	n, err := applyMessage.Run(ctx, s.rdb, keys,
-		m.Seq, m.ID, body, s.cfg.HistoryWindow, m.TS, conv, part, next, where, MessageIndexValue(m.Conv, m.Seq)).Int()
-	if err != nil {
-		return false, fmt.Errorf("apply %s: %w", m.ID, err)
-	}
-	return n == 1, nil
+	return b.Write(ctx)
 }
 
 // History returns up to limit messages of conv with seq > after, oldest
 // first.
 func (s *Store) History(ctx context.Context, conv chat.ConvID, after int64, limit int) ([]*chat.Message, error) {
 	ids, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
-		Key: s.key("hist", string(conv)), ByScore: true,
+		Key: s.ckey("hist", conv), ByScore: true,
 		Start: "(" + strconv.FormatInt(after, 10), Stop: "+inf", Count: int64(limit),
 	}).Result()
 	if err != nil {
@@ -149,7 +115,7 @@ func (s *Store) messages(ctx context.Context, conv chat.ConvID, ids []string) ([
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	vals, err := s.rdb.HMGet(ctx, s.key("msg", string(conv)), ids...).Result()
+	vals, err := s.rdb.HMGet(ctx, s.ckey("msg", conv), ids...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("messages %s: %w", conv, err)
 	}
@@ -193,7 +159,7 @@ func posArgs(pos Position) (partition, next string) {
 // Applied returns, per partition of topic, the offset after the last record
 // applied to the views.
 func (s *Store) Applied(ctx context.Context, topic string) (map[int]int64, error) {
-	vals, err := s.rdb.HGetAll(ctx, s.key("applied", topic)).Result()
+	vals, err := s.rdb.HGetAll(ctx, s.appliedKey(topic)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("applied %s: %w", topic, err)
 	}
@@ -211,7 +177,7 @@ func (s *Store) Applied(ctx context.Context, topic string) (map[int]int64, error
 
 // Recent returns the last n messages of conv, oldest first.
 func (s *Store) Recent(ctx context.Context, conv chat.ConvID, n int) ([]*chat.Message, error) {
-	ids, err := s.rdb.ZRange(ctx, s.key("hist", string(conv)), int64(-n), -1).Result()
+	ids, err := s.rdb.ZRange(ctx, s.ckey("hist", conv), int64(-n), -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("recent %s: %w", conv, err)
 	}
@@ -238,7 +204,7 @@ func (s *Store) MarkApplied(ctx context.Context, pos Position) error {
 	if part == "" {
 		return nil
 	}
-	if err := markApplied.Run(ctx, s.rdb, []string{s.key("applied", pos.Topic)}, part, next).Err(); err != nil {
+	if err := markApplied.Run(ctx, s.rdb, []string{s.appliedKey(pos.Topic)}, part, next).Err(); err != nil {
 		return fmt.Errorf("mark applied %s/%d: %w", pos.Topic, pos.Partition, err)
 	}
 	return nil
@@ -248,7 +214,7 @@ func (s *Store) MarkApplied(ctx context.Context, pos Position) error {
 // from the log except the seq counters, which the send path needs and a
 // replay only raises.
 var viewKinds = []string{"hist", "msg", "convs", "rcpt", "applied", "trim", "user", "users", "conv", "conversations", "idx", "del",
-	"members", "usernames", "mid"}
+	"members", "unlist", "usernames", "mid"}
 
 // FlushViews deletes every materialized view (not the seq counters), for a
 // rebuild from the log. It scans, so it is for maintenance only. It returns
@@ -259,26 +225,10 @@ func (s *Store) FlushViews(ctx context.Context) (int, error) {
 		if err := s.rdb.Del(ctx, s.cfg.Prefix+kind).Err(); err != nil { // the kinds that are one key
 			return deleted, fmt.Errorf("flush views: %w", err)
 		}
-		iter := s.rdb.Scan(ctx, 0, s.cfg.Prefix+kind+":*", 1000).Iterator()
-		var batch []string
-		for iter.Next(ctx) {
-			batch = append(batch, iter.Val())
-			if len(batch) == 1000 {
-				if err := s.rdb.Del(ctx, batch...).Err(); err != nil {
-					return deleted, fmt.Errorf("flush views: %w", err)
-				}
-				deleted += len(batch)
-				batch = batch[:0]
-			}
-		}
-		if err := iter.Err(); err != nil {
+		n, err := rediskit.DeleteMatching(ctx, s.rdb, s.cfg.Prefix+kind+":*")
+		deleted += n
+		if err != nil {
 			return deleted, fmt.Errorf("flush views: %w", err)
-		}
-		if len(batch) > 0 {
-			if err := s.rdb.Del(ctx, batch...).Err(); err != nil {
-				return deleted, fmt.Errorf("flush views: %w", err)
-			}
-			deleted += len(batch)
 		}
 	}
 	return deleted, nil
@@ -318,7 +268,7 @@ func (s *Store) LockRebuild(ctx context.Context, ttl time.Duration) (release fun
 // Trimmed returns the highest seq of conv that fell out of the window (0
 // when nothing did): messages up to it are only in the log.
 func (s *Store) Trimmed(ctx context.Context, conv chat.ConvID) (int64, error) {
-	n, err := s.rdb.Get(ctx, s.key("trim", string(conv))).Int64()
+	n, err := s.rdb.Get(ctx, s.ckey("trim", conv)).Int64()
 	if err != nil && err != redis.Nil {
 		return 0, fmt.Errorf("trimmed %s: %w", conv, err)
 	}
@@ -330,7 +280,7 @@ func (s *Store) LatestMany(ctx context.Context, convs []chat.ConvID) (map[chat.C
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.ZSliceCmd, len(convs))
 	for i, c := range convs {
-		cmds[i] = pipe.ZRangeWithScores(ctx, s.key("hist", string(c)), -1, -1)
+		cmds[i] = pipe.ZRangeWithScores(ctx, s.ckey("hist", c), -1, -1)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return nil, fmt.Errorf("latest: %w", err)

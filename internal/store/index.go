@@ -35,11 +35,11 @@ const IndexBlock = 64
 
 // IndexKey returns the key of the index block holding seq of conv.
 func (s *Store) IndexKey(conv chat.ConvID, seq int64) string {
-	return s.cfg.Prefix + "idx:" + string(conv) + ":" + strconv.FormatInt(seq/IndexBlock, 10)
+	return s.ckey("idx", conv) + ":" + strconv.FormatInt(seq/IndexBlock, 10)
 }
 
 // DeletedKey returns the key of the set of deleted message ids of conv.
-func (s *Store) DeletedKey(conv chat.ConvID) string { return s.key("del", string(conv)) }
+func (s *Store) DeletedKey(conv chat.ConvID) string { return s.ckey("del", conv) }
 
 // IndexValue is the index value of a message at partition/offset.
 func IndexValue(partition int, offset int64) string {
@@ -127,7 +127,7 @@ func (s *Store) Rebuilding(ctx context.Context) (bool, error) {
 // seq < before, newest first.
 func (s *Store) Before(ctx context.Context, conv chat.ConvID, before int64, limit int) ([]*chat.Message, error) {
 	ids, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
-		Key: s.key("hist", string(conv)), ByScore: true, Rev: true,
+		Key: s.ckey("hist", conv), ByScore: true, Rev: true,
 		Start: "(" + strconv.FormatInt(before, 10), Stop: "-inf", Count: int64(limit),
 	}).Result()
 	if err != nil {
