@@ -16,7 +16,6 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/rediskit"
 	"github.com/switchboard-chat/switchboard/internal/router"
 	"github.com/switchboard-chat/switchboard/internal/store"
-	"github.com/switchboard-chat/switchboard/internal/testkit"
 	"github.com/switchboard-chat/switchboard/internal/wsclient"
 )
 
@@ -318,10 +317,7 @@ func TestAfterRedisLosesItsDataSendsWaitForTheRouterAndSeqNeverRepeats(t *testin
 // marker is one key per slot, beside that slot's seq counters: a slot
 // whose marker is gone refuses the sends of its conversations until the
 // router restores it, and every other conversation carries on.
-func TestOnARedisClusterALostSlotRefusesOnlyItsOwnConversations(t *testing.T) {
-	if !testkit.RedisCluster() {
-		t.Skip("one marker on a single Redis: run with make test REDIS_CLUSTER=1")
-	}
+func TestALostSlotMarkerRefusesOnlyItsOwnConversations(t *testing.T) {
 	c := newCluster(t)
 	g := c.startGateway("gw-1")
 	alice := c.dial(g, "alice")

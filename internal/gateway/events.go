@@ -237,7 +237,7 @@ func (s *Server) recordUser(ctx context.Context, u chat.UserID) {
 	known, err := s.store.KnownUser(ctx, u)
 	if err == nil && !known {
 		var restored bool
-		if restored, err = s.table.Restored(ctx); err == nil && restored {
+		if restored, err = s.table.RestoredSample(ctx); err == nil && restored {
 			rec := &chat.StateRecord{Type: chat.TypeUser, User: &chat.User{ID: u, CreatedAt: time.Now().UnixMilli()}}
 			err = s.producer.Produce(ctx, []kafkabus.Record{{Topic: s.cfg.ChatStateTopic, Key: rec.Key(), Value: rec.Encode()}})
 		}

@@ -47,7 +47,7 @@ func (s *Server) waitRebuilt(ctx context.Context, c *conn) bool {
 		busy, err := s.store.Rebuilding(wctx)
 		if err == nil && !busy {
 			var restored bool
-			if restored, err = s.table.Restored(wctx); err == nil && restored {
+			if restored, err = s.table.RestoredSample(wctx); err == nil && restored {
 				return true
 			}
 		}

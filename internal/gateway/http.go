@@ -59,7 +59,7 @@ var errRestoring = errors.New("refused: the message store is being restored from
 // sendsAccepted fails while sends are refused because Redis lost its data
 // and no rebuild has restored the seq counters yet.
 func (s *Server) sendsAccepted(ctx context.Context) error {
-	ok, err := s.table.Restored(ctx)
+	ok, err := s.table.RestoredSample(ctx)
 	switch {
 	case err != nil:
 		return err

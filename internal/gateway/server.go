@@ -467,7 +467,7 @@ func (s *Server) announce(ctx context.Context) {
 // markRestoredIfEmpty lets a new cluster send before any router ran; with a
 // non-empty log only a router rebuild sets the restored marker.
 func (s *Server) markRestoredIfEmpty(ctx context.Context) error {
-	ok, err := s.table.MarkRestoredIfLogEmpty(ctx, func(ctx context.Context) (map[int]int64, error) {
+	ok, err := s.table.MarkRestoredIfLogEmpty(ctx, true, func(ctx context.Context) (map[int]int64, error) {
 		return s.admin.EndOffsets(ctx, s.cfg.ChatLogTopic)
 	})
 	if err == nil && !ok {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -35,6 +37,10 @@ type Table struct {
 	rdb redis.UniversalClient
 	cfg Config
 	now func() time.Time
+
+	markerOnce  sync.Once
+	marks       markerKeys
+	sampleRound atomic.Uint32
 }
 
 // New returns a Table on rdb.
@@ -295,46 +301,59 @@ func (t *Table) ForgetDead(ctx context.Context, s chat.ServerID) error {
 
 // The restored marker says that Redis holds seq counters at least as high
 // as the log's. A send refuses without it, in the same script that takes
-// the seq, so the marker of a conversation must share its slot: on a
-// single Redis it is one key, restored:all, on a Redis Cluster one key per
-// slot, restored:{t} with a tag t of that slot. (The counters were named
-// seq:<conv> before they were tagged, under a marker named restored: a
-// Redis holding that layout has no marker by these names, so sends wait
-// for the router to raise the new counters from the log.) A shard that loses its data
-// loses the markers of its own slots with its counters, and only its
-// conversations refuse sends until the router restores them.
+// the seq, so the marker of a conversation must share its slot: it is one
+// key per Redis Cluster slot, restored:{t} with a tag t of that slot, on
+// a cluster and on a single Redis alike. A shard that loses its data loses
+// the markers of its own slots with its counters, and only its
+// conversations refuse sends until the router restores them. (The
+// counters were named seq:<conv> before they were tagged, under one
+// marker named restored: a Redis holding that layout has none of these
+// markers, so sends wait for the router to raise the new counters.)
 func (t *Table) restoredKey(c chat.ConvID) string {
-	if !rediskit.IsCluster(t.rdb) {
-		return t.cfg.Prefix + "restored:all"
-	}
-	return t.cfg.Prefix + "restored:" + rediskit.SlotTag(rediskit.Slot(t.SeqKey(c)))
+	return t.markers().markers[rediskit.Slot(t.SeqKey(c))]
 }
 
-// markers returns every restored marker key and, for each, the key of its
-// restore token (in the same slot).
-func (t *Table) markers() (markers, tokens []string) {
-	if !rediskit.IsCluster(t.rdb) {
-		return []string{t.cfg.Prefix + "restored:all"}, []string{t.cfg.Prefix + "restoring:all"}
-	}
-	markers, tokens = make([]string, rediskit.Slots), make([]string, rediskit.Slots)
-	for s := range rediskit.Slots {
-		tag := rediskit.SlotTag(s)
-		markers[s], tokens[s] = t.cfg.Prefix+"restored:"+tag, t.cfg.Prefix+"restoring:"+tag
-	}
-	return markers, tokens
+// markerKeys are the restored markers, by slot, and beside each the key of
+// a restore's token.
+type markerKeys struct{ markers, tokens []string }
+
+func (t *Table) markers() *markerKeys {
+	t.markerOnce.Do(func() {
+		t.marks.markers, t.marks.tokens = make([]string, rediskit.Slots), make([]string, rediskit.Slots)
+		for s := range rediskit.Slots {
+			tag := rediskit.SlotTag(s)
+			t.marks.markers[s], t.marks.tokens[s] = t.cfg.Prefix+"restored:"+tag, t.cfg.Prefix+"restoring:"+tag
+		}
+	})
+	return &t.marks
 }
 
 // Restored reports whether every restored marker is present: Redis holds
-// seq counters at least as high as the log's.
+// seq counters at least as high as the log's. It reads 16,384 keys
+// (about 20 ms); RestoredSample is the cheap check.
 func (t *Table) Restored(ctx context.Context) (bool, error) {
-	keys, _ := t.markers()
-	if len(keys) == 1 {
-		n, err := t.rdb.Exists(ctx, keys[0]).Result()
-		if err != nil {
-			return false, fmt.Errorf("restored marker: %w", err)
-		}
-		return n == 1, nil
+	return t.present(ctx, t.markers().markers)
+}
+
+// sampleStride is the distance between the slots RestoredSample reads: a
+// shard owning a range of at least this many slots is always sampled.
+const sampleStride = 64
+
+// RestoredSample reports whether the markers of every sampleStride-th slot
+// are present, starting at an offset that moves on with each call: 256
+// keys, so that a lost shard (whose slot ranges are much longer than the
+// stride) shows at once, and every slot is looked at within 64 calls.
+func (t *Table) RestoredSample(ctx context.Context) (bool, error) {
+	off := int(t.sampleRound.Add(1) % sampleStride)
+	all := t.markers().markers
+	keys := make([]string, 0, rediskit.Slots/sampleStride)
+	for s := off; s < len(all); s += sampleStride {
+		keys = append(keys, all[s])
 	}
+	return t.present(ctx, keys)
+}
+
+func (t *Table) present(ctx context.Context, keys []string) (bool, error) {
 	p := t.rdb.Pipeline()
 	cmds := make([]*redis.IntCmd, len(keys))
 	for i, k := range keys {
@@ -355,10 +374,9 @@ func (t *Table) Restored(ctx context.Context) (bool, error) {
 // counters are known to be at least the log's: after a rebuild, or when
 // the log is empty.
 func (t *Table) MarkRestored(ctx context.Context) error {
-	keys, _ := t.markers()
 	now := t.now().UnixMilli()
 	p := t.rdb.Pipeline()
-	for _, k := range keys {
+	for _, k := range t.markers().markers {
 		p.Set(ctx, k, now, 0)
 	}
 	if _, err := p.Exec(ctx); err != nil {
@@ -370,18 +388,23 @@ func (t *Table) MarkRestored(ctx context.Context) error {
 // ForgetRestored deletes the restored markers, as a Redis data loss would:
 // sends refuse until a restore sets them again. For tests and drills.
 func (t *Table) ForgetRestored(ctx context.Context) error {
-	keys, _ := t.markers()
-	if _, err := rediskit.Delete(ctx, t.rdb, keys); err != nil {
+	if _, err := rediskit.Delete(ctx, t.rdb, t.markers().markers); err != nil {
 		return fmt.Errorf("forget restored: %w", err)
 	}
 	return nil
 }
 
-// MarkRestoredIfLogEmpty sets the restored marker when it is missing and
-// the log (whose end offsets end returns) is empty: a new cluster has no
-// counters to restore. It reports whether the marker is set afterwards.
-func (t *Table) MarkRestoredIfLogEmpty(ctx context.Context, end func(context.Context) (map[int]int64, error)) (bool, error) {
-	ok, err := t.Restored(ctx)
+// MarkRestoredIfLogEmpty sets the restored markers when some are missing
+// and the log (whose end offsets end returns) is empty: a new cluster has
+// no counters to restore. It reports whether the markers are set
+// afterwards. It reads them all when full, else a sample
+// (RestoredSample).
+func (t *Table) MarkRestoredIfLogEmpty(ctx context.Context, full bool, end func(context.Context) (map[int]int64, error)) (bool, error) {
+	check := t.RestoredSample
+	if full {
+		check = t.Restored
+	}
+	ok, err := check(ctx)
 	if err != nil || ok {
 		return ok, err
 	}
@@ -457,9 +480,8 @@ func (t *Table) RestoreDedupes(ctx context.Context, msgs []*chat.Message) error 
 // marker only where the token is still there: a slot whose data was lost
 // during the restore lost its token too, and is not vouched for.
 func (t *Table) BeginRestore(ctx context.Context, owner string) error {
-	_, tokens := t.markers()
 	p := t.rdb.Pipeline()
-	for _, k := range tokens {
+	for _, k := range t.markers().tokens {
 		p.Set(ctx, k, owner, 0)
 	}
 	if _, err := p.Exec(ctx); err != nil {
@@ -494,7 +516,7 @@ func (t *Table) MarkRestoredHolding(ctx context.Context, lockKey, owner string) 
 	if err := markRestoredHolding.Load(ctx, t.rdb).Err(); err != nil {
 		return false, fmt.Errorf("mark restored: %w", err)
 	}
-	markers, tokens := t.markers()
+	markers, tokens := t.markers().markers, t.markers().tokens
 	now := t.now().UnixMilli()
 	p := t.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(markers))

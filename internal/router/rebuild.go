@@ -321,16 +321,20 @@ func (r *Router) replayLog(ctx context.Context, from, to map[int]int64, pr *prog
 // restoreLoop checks every RestoreCheck whether Redis lost its data (the
 // restored marker is gone) or a rebuild died unfinished, and then
 // restores the seq counters and rebuilds the views behind them.
+// The first check reads every restored marker, the later ones a sample
+// (route.Table.RestoredSample: a lost shard shows at once, a single lost
+// marker within 64 checks).
 func (r *Router) restoreLoop(ctx context.Context) {
-	every(ctx, r.cfg.RestoreCheck, true, func() bool { r.restoreIfLost(ctx); return true })
+	full := true
+	every(ctx, r.cfg.RestoreCheck, true, func() bool { r.restoreIfLost(ctx, full); full = false; return true })
 }
 
 // restoreIfLost restores and rebuilds when the restored marker is missing
 // (an empty log needs neither) or a rebuild was left unfinished and
 // nobody holds the lock.
-func (r *Router) restoreIfLost(ctx context.Context) {
+func (r *Router) restoreIfLost(ctx context.Context, full bool) {
 	detected := time.Now()
-	ok, err := r.table.MarkRestoredIfLogEmpty(ctx, func(ctx context.Context) (map[int]int64, error) {
+	ok, err := r.table.MarkRestoredIfLogEmpty(ctx, full, func(ctx context.Context) (map[int]int64, error) {
 		return r.admin.EndOffsets(ctx, r.cfg.ChatLogTopic)
 	})
 	if err != nil {

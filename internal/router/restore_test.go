@@ -218,7 +218,7 @@ func runRedisLoss(t *testing.T, n int) lossResult {
 	t.Logf("restore read %d records after the checkpoint, raised %d counters, restored %d dedupe records",
 		rb.Restore.Tail, rb.Restore.Conversations, rb.Restore.Dedupes)
 	after := dumpViews(t, rdb, prefix)
-	before["seq:"+string(conv)] = strconv.FormatInt(g.seq[conv]+1, 10) // the send above
+	before[strings.TrimPrefix(route.SeqKey(prefix, conv), prefix)] = strconv.FormatInt(g.seq[conv]+1, 10) // the send above
 	diffViews(t, before, after)
 	// The full dedupe TTL is back: a cid of a day ago too.
 	retry, _, err = table.PrepareSends(ctx, []route.SendRequest{{From: old.From, CID: old.CID, Conv: old.Conv, ID: "other", TS: 1}})
