@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
-	"github.com/switchboard-chat/switchboard/internal/rediskit"
 	"github.com/switchboard-chat/switchboard/internal/gateway"
+	"github.com/switchboard-chat/switchboard/internal/rediskit"
 	"github.com/switchboard-chat/switchboard/internal/wsclient"
 )
 
