@@ -373,3 +373,95 @@ func TestALostSlotMarkerRefusesOnlyItsOwnConversations(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // a client's retry pacing
 	}
 }
+
+// A Redis Cluster shard can lose its data alone: the sessions, counters
+// and markers of its slots go, the rest stays. Here the keys of a third of
+// the slots are deleted (a shard's share, on a single Redis as on a
+// cluster). Sends into the lost slots wait (unavailable) until the router
+// has restored them and the gateways have registered their sessions
+// again; then every message is acknowledged and delivered live, nothing
+// repeats a seq.
+func TestAfterAShardLosesItsDataEveryMessageIsDeliveredLive(t *testing.T) {
+	c := newCluster(t)
+	gw1, gw2 := c.startGateway("gw-1"), c.startGateway("gw-2")
+	c.startRouter()
+	ctx := context.Background()
+	const lostSlots = rediskit.Slots / 3
+	table := c.table()
+	inLost := func(key string) bool { return rediskit.Slot(key) < lostSlots }
+	// Receivers whose session hashes are in the lost slots, and some not.
+	type pair struct {
+		from, to *wsclient.Client
+		name     string
+		seq      int64
+	}
+	var pairs []*pair
+	lostSessions := 0
+	for i := 0; len(pairs) < 8; i++ {
+		name := fmt.Sprintf("r%d", i)
+		lost := inLost(c.prefix + "sess:" + name)
+		if lost && lostSessions >= 4 || !lost && len(pairs)-lostSessions >= 4 {
+			continue
+		}
+		if lost {
+			lostSessions++
+		}
+		pairs = append(pairs, &pair{from: c.dial(gw1, "s"+name), to: c.dial(gw2, name), name: name})
+	}
+	send := func(p *pair, cid string) wsclient.Frame {
+		t.Helper()
+		if err := p.from.SendTo(ctx, cid, p.name, cid); err != nil {
+			t.Fatal(err)
+		}
+		return expect(t, p.from, "answer to "+cid, isSent(cid))
+	}
+	for _, p := range pairs {
+		f := send(p, "before")
+		if f.Type != "sent" {
+			t.Fatalf("before the loss: %s", f.Raw)
+		}
+		p.seq = f.Seq
+		expect(t, p.to, p.name+" gets before", isMessage("before"))
+	}
+	c.waitApplied(t)
+	keys, err := rediskit.Keys(ctx, c.rdb, c.prefix+"*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gone []string
+	for _, k := range keys {
+		if inLost(k) {
+			gone = append(gone, k)
+		}
+	}
+	if _, err := rediskit.Delete(ctx, c.rdb, gone); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("deleted %d of %d keys (the slots below %d)", len(gone), len(keys), lostSlots)
+	deadline := time.Now().Add(60 * time.Second)
+	refused := 0
+	for _, p := range pairs {
+		for i := 0; ; i++ {
+			f := send(p, fmt.Sprintf("after%d", i))
+			if f.Type == "sent" {
+				if f.Seq <= p.seq {
+					t.Fatalf("%s: seq %d after the loss repeats one (last before: %d)", p.name, f.Seq, p.seq)
+				}
+				// Delivered live, not only stored.
+				expect(t, p.to, p.name+" gets the message sent after the loss", isMessage(fmt.Sprintf("after%d", i)))
+				break
+			}
+			refused++
+			if f.Code != "unavailable" || time.Now().After(deadline) {
+				t.Fatalf("%s after the loss: %s", p.name, f.Raw)
+			}
+			time.Sleep(50 * time.Millisecond) // a client's retry pacing
+		}
+	}
+	if refused == 0 {
+		t.Fatalf("no send was refused after a third of the slots lost their data")
+	}
+	if ok, err := table.Restored(ctx); err != nil || !ok {
+		t.Fatalf("restored markers after the restore: %v %v", ok, err)
+	}
+}

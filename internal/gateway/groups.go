@@ -58,6 +58,17 @@ func (g *groupIndex) remove(conv chat.ConvID, u chat.UserID) {
 	delete(g.groupsOf[u], conv)
 }
 
+// local returns the groups with members connected here.
+func (g *groupIndex) local() []chat.ConvID {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	out := make([]chat.ConvID, 0, len(g.members))
+	for c := range g.members {
+		out = append(out, c)
+	}
+	return out
+}
+
 // fanOut enqueues frame to every local session of conv's local members but
 // session skip, and returns how many members were found.
 func (g *groupIndex) fanOut(h *hub, conv chat.ConvID, frame []byte, skip string, kind frameKind) int {

@@ -491,6 +491,12 @@ func (s *Server) reregister(ctx context.Context) bool {
 			return false // the next heartbeat retries
 		}
 	}
+	// The membership index went with them: this gateway's presence in the
+	// index of every group with members connected here.
+	if err := s.syncGroups(ctx, s.groups.local()); err != nil {
+		s.log.Warn("membership index rewrite failed", "err", err)
+		return false
+	}
 	return true
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/rediskit"
 )
 
 // SendRequest is one send to prepare.
@@ -144,12 +145,22 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest, acked []Ac
 		}
 	}
 	liveCmd := t.liveCmd(ctx, pipe)
+	// The sessions and the live registry read above are on their own
+	// slots: one whose data was lost (a Redis Cluster shard) reads as no
+	// session, so its restored marker must be there too, as the
+	// conversation's is in dedupeSeq.
+	guards := t.routingMarkers(ctx, pipe, sessions)
 	// A new claim answers nil, a refused send its refusal: any other
 	// error fails the batch.
 	cmds, _ := pipe.Exec(ctx)
 	for _, c := range cmds {
 		if err := c.Err(); err != nil && err != redis.Nil && !isScriptRefusal(err) {
 			return nil, nil, fmt.Errorf("prepare sends: %w", err)
+		}
+	}
+	for _, g := range guards {
+		if g.Val() != 1 {
+			return nil, nil, ErrNotRestored
 		}
 	}
 	live := toServerIDs(liveCmd.Val())
@@ -229,6 +240,25 @@ func (t *Table) originals(ctx context.Context, reqs []SendRequest, plans []SendP
 		plans[i] = p
 	}
 	return nil
+}
+
+// routingMarkers queues an EXISTS of the restored marker of the live
+// registry's slot and of each session hash's slot (each slot once).
+func (t *Table) routingMarkers(ctx context.Context, pipe redis.Pipeliner, sessions map[chat.UserID]*redis.MapStringStringCmd) []*redis.IntCmd {
+	marks := t.markers().markers
+	seen := map[int]bool{}
+	var out []*redis.IntCmd
+	add := func(key string) {
+		if slot := rediskit.Slot(key); !seen[slot] {
+			seen[slot] = true
+			out = append(out, pipe.Exists(ctx, marks[slot]))
+		}
+	}
+	add(t.gatewaysKey())
+	for u := range sessions {
+		add(t.sessionsKey(u))
+	}
+	return out
 }
 
 // isScriptRefusal reports whether err is one of dedupeSeq's refusals,

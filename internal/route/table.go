@@ -86,13 +86,34 @@ func SeqKey(prefix string, c chat.ConvID) string { return ConvKey(prefix, "seq",
 // Heartbeat registers gateway s as live for one lease from now. It reports
 // whether s was not registered before (first start, or its registration
 // was purged or lost), in which case its sessions must be registered again.
+// On a Redis Cluster a shard can lose its data alone, taking the sessions
+// of some users with it and not the registration: s also refreshes a
+// sentinel key in every sampleStride-th slot (kept for four leases), and a
+// sentinel found missing reports a loss too.
 func (t *Table) Heartbeat(ctx context.Context, s chat.ServerID) (bool, error) {
 	exp := t.now().Add(t.cfg.Lease).UnixMilli()
-	n, err := t.rdb.ZAdd(ctx, t.gatewaysKey(), redis.Z{Score: float64(exp), Member: string(s)}).Result()
-	if err != nil {
+	p := t.rdb.Pipeline()
+	reg := p.ZAdd(ctx, t.gatewaysKey(), redis.Z{Score: float64(exp), Member: string(s)})
+	sentinels := make([]*redis.StatusCmd, 0, rediskit.Slots/sampleStride)
+	for slot := 0; slot < rediskit.Slots; slot += sampleStride {
+		k := t.cfg.Prefix + "gwmark:" + rediskit.SlotTag(slot) + ":" + string(s)
+		sentinels = append(sentinels, p.SetArgs(ctx, k, 1, redis.SetArgs{Get: true, TTL: 4 * t.cfg.Lease}))
+	}
+	if _, err := p.Exec(ctx); err != nil && err != redis.Nil {
 		return false, fmt.Errorf("heartbeat %s: %w", s, err)
 	}
-	return n == 1, nil
+	if err := reg.Err(); err != nil {
+		return false, fmt.Errorf("heartbeat %s: %w", s, err)
+	}
+	lost := reg.Val() == 1
+	for _, c := range sentinels {
+		if err := c.Err(); err == redis.Nil {
+			lost = true
+		} else if err != nil {
+			return false, fmt.Errorf("heartbeat %s: %w", s, err)
+		}
+	}
+	return lost, nil
 }
 
 // Deregister removes gateway s from the live registry.

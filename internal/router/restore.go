@@ -114,7 +114,11 @@ func (r *Router) restoreSeqs(ctx context.Context, lock *store.RebuildLock, detec
 	st.Work = time.Since(detected)
 	// Sends that took a seq before the loss may still reach the log: read
 	// the tail again once they cannot any more.
-	wait := time.NewTimer(time.Until(detected.Add(r.cfg.RestoreGrace)))
+	// Also one gateway heartbeat (a third of the lease) and a retry: a
+	// gateway registers its sessions again at its first heartbeat after
+	// the loss, and sends to users whose sessions were lost wait for it.
+	grace := max(r.cfg.RestoreGrace, r.table.Lease()/3+r.table.Lease()/15)
+	wait := time.NewTimer(time.Until(detected.Add(grace)))
 	select {
 	case <-ctx.Done():
 		wait.Stop()
