@@ -56,11 +56,16 @@ func wsPath(ctx context.Context, o options, gw int, name string) (string, error)
 }
 
 // postAuth posts to a login endpoint, waiting out 429s as Retry-After says
-// (raise AUTH_LOGIN_IP_BURST on the gateways for big runs).
+// (raise AUTH_LOGIN_IP_BURST on the gateways for big runs), and 503s that
+// carry a Retry-After (accounts refused while Redis is being restored) for
+// up to a minute.
 func postAuth(ctx context.Context, u string, body, into any) (int, error) {
+	unavailableUntil := time.Now().Add(time.Minute)
 	for {
 		status, wait, err := postJSON(ctx, "POST", u, body, into)
-		if err != nil || status != http.StatusTooManyRequests {
+		retry := status == http.StatusTooManyRequests ||
+			status == http.StatusServiceUnavailable && wait > 0 && time.Now().Before(unavailableUntil)
+		if !retry {
 			return status, err
 		}
 		select {
@@ -93,6 +98,19 @@ func postJSON(ctx context.Context, method, u string, body, into any) (int, time.
 	secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
 	if resp.StatusCode < 300 {
 		err = json.NewDecoder(resp.Body).Decode(into)
+	} else if resp.StatusCode >= 500 {
+		var e struct{ Message string }
+		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Message != "" {
+			err = &serverError{status: resp.StatusCode, msg: e.Message}
+		}
 	}
 	return resp.StatusCode, time.Duration(secs) * time.Second, err
 }
+
+// serverError is a 5xx answer with the server's message.
+type serverError struct {
+	status int
+	msg    string
+}
+
+func (e *serverError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.status, e.msg) }
