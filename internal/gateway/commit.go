@@ -193,7 +193,7 @@ func (c *committer) commit(ctx context.Context, jobs []*sendJob) {
 	s.m.redisLatency.Observe(time.Since(start).Seconds())
 	switch {
 	case errors.Is(err, route.ErrNotRestored):
-		failAll(live, protocol.CodeUnavailable, "message store is being restored from the log, retry with the same cid")
+		failAll(live, protocol.CodeUnavailable, errNotRestoredMessage)
 	case err != nil:
 		s.log.Warn("send lookup failed", "err", err)
 		failAll(live, protocol.CodeUnavailable, "message store unavailable, retry with the same cid")
@@ -217,6 +217,10 @@ func (c *committer) commit(ctx context.Context, jobs []*sendJob) {
 	}
 	c.addAcked(done)
 }
+
+// errNotRestoredMessage answers a send refused while Redis, or the part of
+// a Redis Cluster it needs, is being restored from the log.
+const errNotRestoredMessage = "message store is being restored from the log, retry with the same cid"
 
 // addAcked queues acknowledgements for the next prepare and wakes the loop.
 func (c *committer) addAcked(a []route.Acked) {

@@ -201,6 +201,9 @@ func refusal(conv chat.ConvID, err error) *protocol.Error {
 	case errors.Is(err, route.ErrNoGroup):
 		return protocol.Errorf(protocol.CodeNotFound, "conversation %s does not exist", conv)
 	}
+	if errors.Is(err, route.ErrNotRestored) {
+		return &protocol.Error{Code: protocol.CodeUnavailable, Message: errNotRestoredMessage, RetryAfterMS: 1000}
+	}
 	var inUse *route.CIDInUseError
 	if errors.As(err, &inUse) {
 		return &protocol.Error{Code: protocol.CodeBadRequest, Message: inUse.Error()}

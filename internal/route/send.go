@@ -50,8 +50,9 @@ type SendPlan struct {
 	// no users (the gateway fans out to its local members).
 	Targets map[chat.ServerID][]chat.UserID
 	// Refused is ErrNotMember or ErrNoGroup when a group send was refused
-	// (no seq was taken and nothing else in the plan is set), or a
-	// *CIDInUseError.
+	// (no seq was taken and nothing else in the plan is set), ErrNotRestored
+	// when the conversation's or a recipient's slot lost its data and is
+	// not restored yet, or a *CIDInUseError.
 	Refused error
 }
 
@@ -150,6 +151,7 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest, acked []Ac
 	// session, so its restored marker must be there too, as the
 	// conversation's is in dedupeSeq.
 	guards := t.routingMarkers(ctx, pipe, sessions)
+	regGuard := guards[rediskit.Slot(t.gatewaysKey())]
 	// A new claim answers nil, a refused send its refusal: any other
 	// error fails the batch.
 	cmds, _ := pipe.Exec(ctx)
@@ -158,10 +160,8 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest, acked []Ac
 			return nil, nil, fmt.Errorf("prepare sends: %w", err)
 		}
 	}
-	for _, g := range guards {
-		if g.Val() != 1 {
-			return nil, nil, ErrNotRestored
-		}
+	if regGuard.Val() != 1 {
+		return nil, nil, ErrNotRestored // the live registry itself was lost
 	}
 	live := toServerIDs(liveCmd.Val())
 	isLive := liveSet(liveCmd.Val())
@@ -179,7 +179,8 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest, acked []Ac
 		if err != nil {
 			switch msg := err.Error(); {
 			case strings.Contains(msg, "NOTRESTORED"):
-				return nil, nil, ErrNotRestored
+				plans[i] = SendPlan{Refused: ErrNotRestored}
+				continue
 			case strings.Contains(msg, "NOTMEMBER"):
 				plans[i] = SendPlan{Refused: ErrNotMember}
 				continue
@@ -194,6 +195,12 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest, acked []Ac
 			return nil, nil, fmt.Errorf("prepare sends: %s/%s: %w", r.From, r.CID, err)
 		}
 		p.Dup, p.Conv = p.ID != r.ID, r.Conv
+		if !t.sessionsRestored(r.Recipients, guards) {
+			// Its seq is taken: refusing leaves a gap, as a failed
+			// produce does, and a retry with the same cid fills it.
+			plans[i] = SendPlan{Conv: r.Conv, Refused: ErrNotRestored}
+			continue
+		}
 		switch {
 		case groups[r.Conv] != nil:
 			p.Targets = make(map[chat.ServerID][]chat.UserID)
@@ -243,15 +250,13 @@ func (t *Table) originals(ctx context.Context, reqs []SendRequest, plans []SendP
 }
 
 // routingMarkers queues an EXISTS of the restored marker of the live
-// registry's slot and of each session hash's slot (each slot once).
-func (t *Table) routingMarkers(ctx context.Context, pipe redis.Pipeliner, sessions map[chat.UserID]*redis.MapStringStringCmd) []*redis.IntCmd {
+// registry's slot and of each session hash's slot, once per slot.
+func (t *Table) routingMarkers(ctx context.Context, pipe redis.Pipeliner, sessions map[chat.UserID]*redis.MapStringStringCmd) map[int]*redis.IntCmd {
 	marks := t.markers().markers
-	seen := map[int]bool{}
-	var out []*redis.IntCmd
+	out := map[int]*redis.IntCmd{}
 	add := func(key string) {
-		if slot := rediskit.Slot(key); !seen[slot] {
-			seen[slot] = true
-			out = append(out, pipe.Exists(ctx, marks[slot]))
+		if slot := rediskit.Slot(key); out[slot] == nil {
+			out[slot] = pipe.Exists(ctx, marks[slot])
 		}
 	}
 	add(t.gatewaysKey())
@@ -259,6 +264,17 @@ func (t *Table) routingMarkers(ctx context.Context, pipe redis.Pipeliner, sessio
 		add(t.sessionsKey(u))
 	}
 	return out
+}
+
+// sessionsRestored reports whether the session hashes of users are on
+// slots whose restored marker is there.
+func (t *Table) sessionsRestored(users []chat.UserID, guards map[int]*redis.IntCmd) bool {
+	for _, u := range users {
+		if g := guards[rediskit.Slot(t.sessionsKey(u))]; g != nil && g.Val() != 1 {
+			return false
+		}
+	}
+	return true
 }
 
 // isScriptRefusal reports whether err is one of dedupeSeq's refusals,
