@@ -160,7 +160,7 @@ func (t *Table) prepareSends(ctx context.Context, reqs []SendRequest, acked []Ac
 			return nil, nil, fmt.Errorf("prepare sends: %w", err)
 		}
 	}
-	if regGuard.Val() != 1 {
+	if regGuard != nil && regGuard.Val() != 1 {
 		return nil, nil, ErrNotRestored // the live registry itself was lost
 	}
 	live := toServerIDs(liveCmd.Val())
@@ -250,10 +250,15 @@ func (t *Table) originals(ctx context.Context, reqs []SendRequest, plans []SendP
 }
 
 // routingMarkers queues an EXISTS of the restored marker of the live
-// registry's slot and of each session hash's slot, once per slot.
+// registry's slot and of each session hash's slot, once per slot. A single
+// Redis loses all its keys at once, the conversation's marker with them
+// (which dedupeSeq checks): there it queues nothing.
 func (t *Table) routingMarkers(ctx context.Context, pipe redis.Pipeliner, sessions map[chat.UserID]*redis.MapStringStringCmd) map[int]*redis.IntCmd {
 	marks := t.markers().markers
 	out := map[int]*redis.IntCmd{}
+	if !rediskit.IsCluster(t.rdb) {
+		return out
+	}
 	add := func(key string) {
 		if slot := rediskit.Slot(key); out[slot] == nil {
 			out[slot] = pipe.Exists(ctx, marks[slot])
