@@ -4,6 +4,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -66,6 +67,11 @@ type lossResult struct {
 	rate                 float64
 }
 
+// testLease is the gateway lease the router assumes: a restore also waits
+// one gateway heartbeat (a third of it, plus a retry), 1.2 s here, within
+// restoreGrace.
+const testLease = 3 * time.Second
+
 // restoreGrace is the tests' RestoreGrace (the default is 5 s, the
 // gateways' default produce timeout); acceptBound is how long past it a
 // send may stay refused, whatever the log's size.
@@ -93,7 +99,7 @@ func runRedisLoss(t *testing.T, n int) lossResult {
 		RestoreGrace: restoreGrace, DedupeLookback: lookback,
 	}, Deps{
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Redis:  rdb, Route: route.Config{Prefix: prefix}, Store: store.Config{Prefix: prefix}, Kafka: kcfg,
+		Redis:  rdb, Route: route.Config{Prefix: prefix, Lease: testLease}, Store: store.Config{Prefix: prefix}, Kafka: kcfg,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -174,11 +180,14 @@ func runRedisLoss(t *testing.T, n int) lossResult {
 	var plan route.SendPlan
 	for {
 		plans, _, err := table.PrepareSends(ctx, []route.SendRequest{req})
-		if err == nil {
+		if err == nil && plans[0].Refused == nil {
 			plan = plans[0]
 			break
 		}
-		if err != route.ErrNotRestored {
+		if err == nil {
+			err = plans[0].Refused
+		}
+		if !errors.Is(err, route.ErrNotRestored) {
 			t.Fatal(err)
 		}
 		if time.Since(lost) > time.Minute {
