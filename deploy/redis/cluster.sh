@@ -94,27 +94,6 @@ cluster_field() { cli "$1" cluster info | sed -n "s/^$2://p"; }
 # server_pid PORT: pid reported by the server answering on PORT.
 server_pid() { info_field "$1" server process_id; }
 
-# our_pid: prints the pid from the selected node's pid file if that process
-# is a live redis-server; otherwise removes a stale pid file and returns 1.
-our_pid() {
-    local pid
-    [[ -f "$PID_FILE" ]] || return 1
-    pid="$(tr -dc '0-9' <"$PID_FILE")"
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null &&
-        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'redis-server'; then
-        echo "$pid"
-        return 0
-    fi
-    rm -f "$PID_FILE"
-    return 1
-}
-
-# alive: true while process $1 runs (a zombie waiting to be reaped by
-# init has exited).
-alive() {
-    kill -0 "$1" 2>/dev/null && [[ "$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null)" != Z ]]
-}
-
 # lock: serialise starts, stops and wipes of this state dir (several test
 # packages or `make` targets at once).
 lock() {

@@ -44,21 +44,6 @@ server_pid() {
         tr -d '\r' | sed -n 's/^process_id://p'
 }
 
-# our_pid: prints the pid from our pid file if that process is a live
-# redis-server; otherwise removes a stale pid file and returns 1.
-our_pid() {
-    local pid
-    [[ -f "$PID_FILE" ]] || return 1
-    pid="$(tr -dc '0-9' <"$PID_FILE")"
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null &&
-        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'redis-server'; then
-        echo "$pid"
-        return 0
-    fi
-    rm -f "$PID_FILE"
-    return 1
-}
-
 cmd_start() {
     install_redis
     local pid
@@ -93,12 +78,6 @@ cmd_start() {
         sleep 0.2
     done
     log "running on 127.0.0.1:$REDIS_PORT (pid $(our_pid || server_pid))"
-}
-
-# alive: true while process $1 runs (a zombie waiting to be reaped by
-# init has exited).
-alive() {
-    kill -0 "$1" 2>/dev/null && [[ "$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null)" != Z ]]
 }
 
 cmd_stop() {

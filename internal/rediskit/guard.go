@@ -54,9 +54,10 @@ func (g *SlotGuard) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 				in = false
 				continue
 			}
-			g.check(commandKeys(c.Args()), c.Args())
+			keys := commandKeys(c.Args())
+			g.check(keys, c.Args())
 			if in {
-				tx = append(tx, commandKeys(c.Args())...)
+				tx = append(tx, keys...)
 			}
 		}
 		return next(ctx, cmds)

@@ -395,15 +395,20 @@ func (t *Table) present(ctx context.Context, keys []string) (bool, error) {
 // counters are known to be at least the log's: after a rebuild, or when
 // the log is empty.
 func (t *Table) MarkRestored(ctx context.Context) error {
-	now := t.now().UnixMilli()
-	p := t.rdb.Pipeline()
-	for _, k := range t.markers().markers {
-		p.Set(ctx, k, now, 0)
-	}
-	if _, err := p.Exec(ctx); err != nil {
+	if err := t.setAll(ctx, t.markers().markers, t.now().UnixMilli()); err != nil {
 		return fmt.Errorf("mark restored: %w", err)
 	}
 	return nil
+}
+
+// setAll sets every key of keys to v, in one pipeline.
+func (t *Table) setAll(ctx context.Context, keys []string, v any) error {
+	p := t.rdb.Pipeline()
+	for _, k := range keys {
+		p.Set(ctx, k, v, 0)
+	}
+	_, err := p.Exec(ctx)
+	return err
 }
 
 // ForgetRestored deletes the restored markers, as a Redis data loss would:
@@ -501,11 +506,7 @@ func (t *Table) RestoreDedupes(ctx context.Context, msgs []*chat.Message) error 
 // marker only where the token is still there: a slot whose data was lost
 // during the restore lost its token too, and is not vouched for.
 func (t *Table) BeginRestore(ctx context.Context, owner string) error {
-	p := t.rdb.Pipeline()
-	for _, k := range t.markers().tokens {
-		p.Set(ctx, k, owner, 0)
-	}
-	if _, err := p.Exec(ctx); err != nil {
+	if err := t.setAll(ctx, t.markers().tokens, owner); err != nil {
 		return fmt.Errorf("begin restore: %w", err)
 	}
 	return nil
@@ -537,7 +538,8 @@ func (t *Table) MarkRestoredHolding(ctx context.Context, lockKey, owner string) 
 	if err := markRestoredHolding.Load(ctx, t.rdb).Err(); err != nil {
 		return false, fmt.Errorf("mark restored: %w", err)
 	}
-	markers, tokens := t.markers().markers, t.markers().tokens
+	m := t.markers()
+	markers, tokens := m.markers, m.tokens
 	now := t.now().UnixMilli()
 	p := t.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(markers))
