@@ -101,9 +101,10 @@ fuzz:
 	for f in FuzzCredentialsBody FuzzCreateConversationBody FuzzPatchConversationBody FuzzMarkReadBody FuzzPostMessageBody; do \
 		$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) ./internal/gateway/ || exit 1; done
 
-## bench: the standard chatload scenarios (dm at 2,000 and 5,000 msg/s against Switchboard and
-## Centrifugo, public fan-out, sync, reconnect storm, idle memory) against a running `make run`
-## cluster (or one started for it); rewrites the generated section of BENCHMARKS.md and docs/bench/
+## bench: the standard chatload scenarios (private at 2,000 and 5,000 msg/s against Switchboard and
+## Centrifugo, public fan-out, sync, reconnect storm, connect: idle memory) against a running `make run`
+## cluster (or one started for it), each run BENCH_REPEAT times (3); rewrites the generated section
+## of BENCHMARKS.md (the medians of each scenario's runs) and docs/bench/
 ## (BENCH_CENTRIFUGO=0 skips Centrifugo; BENCH_DURATION, BENCH_RATES: see deploy/bench/bench.sh)
 bench: build
 	deploy/bench/bench.sh

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// IdleResult is what the idle scenario measured.
+// IdleResult is what the connect scenario (idle connections) measured.
 type IdleResult struct {
 	Conns          int     `json:"conns"`
 	SourceAddrs    int     `json:"source_addrs"`
@@ -29,10 +29,11 @@ func (r *IdleResult) print(w io.Writer) {
 	fmt.Fprintf(w, "endpoint RSS %.1f MiB → %.1f MiB: %.1f KiB per connection\n", r.RSSBeforeMiB, r.RSSAfterMiB, r.KiBPerConn)
 }
 
-// idleRun opens -conns idle connections (round-robin over the endpoints;
-// give one gateway for a single-gateway figure), holds them while the
-// endpoints settle, and reports how much their resident memory grew per
-// connection (process_resident_memory_bytes of -metrics).
+// idleRun, the connect scenario, opens -conns idle connections
+// (round-robin over the endpoints; give one gateway for a single-gateway
+// figure), holds them while the endpoints settle, and reports how much
+// their resident memory grew per connection
+// (process_resident_memory_bytes of -metrics).
 //
 // From one machine, past ~28,000 connections to one port the source
 // ports run out: -source-addrs spreads the connections over 127.0.0.2…

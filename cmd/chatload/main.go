@@ -2,17 +2,24 @@
 // comparison, at Centrifugo nodes) and reports throughput, acknowledgement
 // and delivery latency, loss, errors and the CPU each component spent.
 //
-//	chatload -scenario dm -pairs 50 -rate 2000 -duration 20s -json dm.json -plot dm.png
+//	chatload -scenario private -pairs 50 -rate 2000 -duration 20s -json private.json -plot private.png
 //
-// Scenarios: mixed (the default: -users users, random direct messages
-// across gateways and a -public fraction to the public room), dm (sender →
+// Scenarios: connect (-conns idle connections, gateway memory per
+// connection; -idle N is -scenario connect -conns N), private (sender →
 // receiver pairs on different gateways), public (fan-out to -receivers),
-// idle (-conns idle connections, gateway memory per connection), storm
-// (-clients dropped at once, time until all are back and synced, nothing
-// lost) and sync (users with -sync-convs conversations syncing while
-// others send). Every run is bounded by -duration, -max-messages and
+// mixed (the default: -users users, random direct messages across
+// gateways and a -public fraction to the public room), storm (-clients
+// dropped at once, time until all are back and synced, nothing lost) and
+// sync (users with -sync-convs conversations syncing while others send).
+// dm and idle are other names of private and connect; reports carry the
+// canonical name. Every run is bounded by -duration, -max-messages and
 // -drain and stops by itself. Only loopback targets are accepted unless
 // -allow-remote is given.
+//
+//	chatload markdown -o BENCHMARKS.md [-commit C] [-note TEXT] [-plot] run.json…
+//
+// renders reports into the generated section of BENCHMARKS.md: one row per
+// scenario, target and setup, with the medians of its runs.
 package main
 
 import (

@@ -67,15 +67,15 @@ func envPort(name string, def int) int {
 func parseOptions(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("chatload", flag.ContinueOnError)
-	fs.StringVar(&o.scenario, "scenario", "mixed", "mixed, dm, public, idle, storm or sync")
-	fs.StringVar(&o.target, "target", "switchboard", "switchboard or centrifugo (dm and public only)")
+	fs.StringVar(&o.scenario, "scenario", "mixed", scenarioList+" (dm and idle: other names of private and connect)")
+	fs.StringVar(&o.target, "target", "switchboard", "switchboard or centrifugo (private, public and connect only)")
 	gws := fs.String("gateways", "", "comma-separated endpoint base URLs (default: ws://127.0.0.1:$GW1_PORT and the next port for Switchboard, :8000 and :8001 for Centrifugo)")
 	fs.IntVar(&o.users, "users", 50, "mixed: connected users (one session each)")
-	fs.IntVar(&o.pairs, "pairs", 50, "dm and sync: sender → receiver pairs, each pair across two gateways")
+	fs.IntVar(&o.pairs, "pairs", 50, "private and sync: sender → receiver pairs, each pair across two gateways")
 	fs.IntVar(&o.receivers, "receivers", 1000, "public: receiving sessions")
 	fs.IntVar(&o.senders, "senders", 2, "public: sending sessions; storm: sessions sending to the storm's clients")
-	fs.IntVar(&o.conns, "conns", 0, "idle: connections to hold")
-	idle := fs.Int("idle", 0, "same as -scenario idle -conns N")
+	fs.IntVar(&o.conns, "conns", 0, "connect: idle connections to hold")
+	idle := fs.Int("idle", 0, "same as -scenario connect -conns N")
 	fs.IntVar(&o.clients, "clients", 1000, "storm: clients connected, synced, then dropped at once")
 	fs.IntVar(&o.syncUsers, "sync-users", 16, "sync: users that sync over and over")
 	fs.IntVar(&o.syncConvs, "sync-convs", 1000, "sync: direct conversations of each syncing user")
@@ -87,7 +87,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.prefix, "prefix", "", "user name prefix (default: random per run)")
 	fs.BoolVar(&o.allowRemote, "allow-remote", false, "allow non-loopback targets")
 	fs.StringVar(&o.auth, "auth", "auto", "auth mode: open (?user=), jwt (register or log in each user over REST), auto (ask the gateway)")
-	mets := fs.String("metrics", "", "comma-separated /metrics URLs read for idle (default: each gateway's admin address, its port plus 1000)")
+	mets := fs.String("metrics", "", "comma-separated /metrics URLs read for connect (default: each gateway's admin address, its port plus 1000)")
 	fs.IntVar(&o.sourceAddrs, "source-addrs", 0, "spread connections over this many loopback source addresses 127.0.0.2… (each gives ~28,000 ports; 0: one per 20,000 connections)")
 	fs.IntVar(&o.dialConc, "dial-concurrency", 64, "handshakes in flight")
 	cpu := fs.String("cpu", "auto", `components whose CPU to sample, name:port,… ("self" is chatload; "auto": each endpoint, and the router, Redis and Kafka ports of $ROUTER_PORT, $REDIS_PORT, $KAFKA_PORT; "off")`)
@@ -103,8 +103,9 @@ func parseOptions(args []string) (options, error) {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if *idle > 0 {
-		o.scenario, o.conns = "idle", *idle
+		o.scenario, o.conns = "connect", *idle
 	}
+	o.scenario = canonicalScenario(o.scenario)
 	if err := o.validate(); err != nil {
 		return o, err
 	}
@@ -153,7 +154,8 @@ func parseOptions(args []string) (options, error) {
 	return o, nil
 }
 
-// validate checks the flags that need no network.
+// validate checks the flags that need no network; o.scenario is a
+// canonical name (parseOptions resolves the aliases first).
 func (o *options) validate() error {
 	var errs []error
 	check := func(bad bool, msg string) {
@@ -162,12 +164,12 @@ func (o *options) validate() error {
 		}
 	}
 	_, known := scenarios[o.scenario]
-	check(!known, fmt.Sprintf("-scenario %q: want mixed, dm, public, idle, storm or sync", o.scenario))
+	check(!known, fmt.Sprintf("-scenario %q: want %s (or dm, idle: other names of private, connect)", o.scenario, scenarioList))
 	switch o.target {
 	case "switchboard":
 	case "centrifugo":
-		check(o.scenario != "dm" && o.scenario != "public" && o.scenario != "idle",
-			"-target centrifugo runs the dm, public and idle scenarios only")
+		check(o.scenario != "private" && o.scenario != "public" && o.scenario != "connect",
+			"-target centrifugo runs the private (dm), public and connect (idle) scenarios only")
 	default:
 		check(true, fmt.Sprintf("-target %q: want switchboard or centrifugo", o.target))
 	}
@@ -182,11 +184,11 @@ func (o *options) validate() error {
 	switch o.scenario {
 	case "mixed":
 		check(o.users < 2 || o.users > maxConns, "-users must be in [2, 250000]")
-	case "dm":
+	case "private":
 		check(o.pairs < 1 || o.pairs > maxConns/2, "-pairs must be in [1, 125000]")
 	case "public":
 		check(o.receivers < 1 || o.senders < 1 || o.receivers+o.senders > maxConns, "-receivers and -senders must be >= 1, together at most 250000")
-	case "idle":
+	case "connect":
 		check(o.conns < 1 || o.conns > maxConns, "-conns must be in [1, 250000]")
 	case "storm":
 		check(o.clients < 1 || o.senders < 1 || o.clients+o.senders > maxConns, "-clients and -senders must be >= 1, together at most 250000")
@@ -274,7 +276,24 @@ func runScenario(ctx context.Context, o *options) (*Report, error) {
 	return r, scenarios[o.scenario](ctx, o, d, r)
 }
 
-// scenarios are the runs by their -scenario name.
+// scenarios are the runs by their canonical -scenario name, the one
+// reports carry.
 var scenarios = map[string]func(context.Context, *options, *dialer, *Report) error{
-	"mixed": mixedRun, "dm": dmRun, "public": publicRun, "idle": idleRun, "storm": stormRun, "sync": syncRun,
+	"connect": idleRun, "private": dmRun, "public": publicRun, "mixed": mixedRun, "storm": stormRun, "sync": syncRun,
+}
+
+// scenarioList names the scenarios for usage and error messages.
+const scenarioList = "connect, private, public, mixed, storm or sync"
+
+// scenarioAliases are the older names of scenarios, still accepted on the
+// command line and in reports written before the rename.
+var scenarioAliases = map[string]string{"dm": "private", "idle": "connect"}
+
+// canonicalScenario returns the canonical name of a scenario given by its
+// name or an alias; any other string comes back unchanged.
+func canonicalScenario(name string) string {
+	if c, ok := scenarioAliases[name]; ok {
+		return c
+	}
+	return name
 }

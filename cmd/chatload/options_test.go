@@ -1,6 +1,8 @@
 package main
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -14,8 +16,53 @@ func TestTodaysFlagsStillParse(t *testing.T) {
 		t.Fatalf("parsed %+v", o)
 	}
 	o, err = parseOptions([]string{"-idle", "2000", "-cpu", "off"})
-	if err != nil || o.scenario != "idle" || o.conns != 2000 {
+	if err != nil || o.scenario != "connect" || o.conns != 2000 {
 		t.Fatalf("-idle 2000: %+v, %v", o, err)
+	}
+}
+
+func TestTheSpecNamesAndTheOldNamesRunTheSameScenarios(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-scenario", "private"}, "private"},
+		{[]string{"-scenario", "dm"}, "private"},
+		{[]string{"-scenario", "connect", "-conns", "10"}, "connect"},
+		{[]string{"-scenario", "idle", "-conns", "10"}, "connect"},
+		{[]string{"-scenario", "dm", "-idle", "10"}, "connect"},
+		{[]string{"-scenario", "public"}, "public"},
+		{[]string{"-scenario", "mixed"}, "mixed"},
+		{[]string{"-scenario", "storm"}, "storm"},
+		{[]string{"-scenario", "sync"}, "sync"},
+		{[]string{"-scenario", "dm", "-target", "centrifugo"}, "private"},
+		{[]string{"-scenario", "private", "-target", "centrifugo"}, "private"},
+		{[]string{"-scenario", "idle", "-conns", "10", "-target", "centrifugo"}, "connect"},
+		{[]string{"-scenario", "connect", "-conns", "10", "-target", "centrifugo"}, "connect"},
+	} {
+		o, err := parseOptions(append(tc.args, "-cpu", "off"))
+		if err != nil || o.scenario != tc.want {
+			t.Errorf("%v: scenario %q, %v; want %q", tc.args, o.scenario, err, tc.want)
+			continue
+		}
+		if scenarios[o.scenario] == nil {
+			t.Errorf("%v: no run for %q", tc.args, o.scenario)
+		}
+	}
+	if len(scenarios) != 6 {
+		t.Errorf("scenarios %v: want the six canonical names only", slices.Collect(maps.Keys(scenarios)))
+	}
+	for alias, name := range scenarioAliases {
+		if _, ok := scenarios[alias]; ok || scenarios[name] == nil {
+			t.Errorf("alias %q → %q: an alias must not be a scenario of its own and must name one", alias, name)
+		}
+	}
+}
+
+func TestAnUnknownScenarioIsRefusedWithTheNamesToUse(t *testing.T) {
+	_, err := parseOptions([]string{"-scenario", "flood", "-cpu", "off"})
+	if err == nil || !strings.Contains(err.Error(), "connect, private, public, mixed, storm or sync") {
+		t.Fatalf("error %v", err)
 	}
 }
 
@@ -34,7 +81,10 @@ func TestBadArgumentsAreRefusedWithTheFlagNamed(t *testing.T) {
 		{[]string{"-public", "2"}, "-public"},
 		{[]string{"-users", "1"}, "-users"},
 		{[]string{"-scenario", "dm", "-pairs", "0"}, "-pairs"},
+		{[]string{"-scenario", "private", "-pairs", "0"}, "-pairs"},
 		{[]string{"-scenario", "idle", "-conns", "300000"}, "-conns"},
+		{[]string{"-scenario", "connect", "-conns", "0"}, "-conns"},
+		{[]string{"-target", "centrifugo", "-scenario", "mixed"}, "centrifugo"},
 		{[]string{"-scenario", "storm", "-clients", "0"}, "-clients"},
 		{[]string{"-auth", "basic"}, "-auth"},
 		{[]string{"-gateways", "ws://10.0.0.1:8080"}, "loopback"},

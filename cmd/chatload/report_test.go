@@ -10,7 +10,7 @@ import (
 )
 
 func sampleReport() *Report {
-	return &Report{Scenario: "dm", Target: "switchboard", Date: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC),
+	return &Report{Scenario: "private", Target: "switchboard", Date: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC),
 		Machine: Machine{NProc: 2, CPUModel: "Test CPU", MemGiB: 24}, Params: Params{Endpoints: 2, Pairs: 50, Rate: 2000, Duration: "20s"},
 		Sent: 40000, Acked: 40000, AckedRate: 2000, DeliveriesPerSec: 2000, Delivered: 40000, ExpectedDeliveries: 40000,
 		Errors:   map[string]int{"unavailable": 2, "bad_request": 1},

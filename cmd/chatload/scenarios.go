@@ -6,9 +6,9 @@ import (
 	"math/rand/v2"
 )
 
-// dmRun: -pairs sender → receiver pairs, each pair on two different
-// gateways (sender i on gateway i, its receiver on gateway i+1), every
-// sender sending at -rate/-pairs to its receiver.
+// dmRun, the private scenario: -pairs sender → receiver pairs, each pair
+// on two different gateways (sender i on gateway i, its receiver on
+// gateway i+1), every sender sending at -rate/-pairs to its receiver.
 func dmRun(ctx context.Context, o *options, d *dialer, r *Report) error {
 	n := d.tgt.endpoints()
 	r.Params.Pairs, r.Params.Rate, r.Params.Duration = o.pairs, o.rate, o.duration.String()

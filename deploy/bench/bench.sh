@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # make bench: a fixed set of chatload scenarios against the local cluster,
-# then the generated section of BENCHMARKS.md rewritten from their reports
-# (between <!-- bench:begin --> and <!-- bench:end -->), with the PNGs and
-# JSON reports under docs/bench/.
+# each run BENCH_REPEAT times (3), then the generated section of
+# BENCHMARKS.md rewritten from their reports (between <!-- bench:begin -->
+# and <!-- bench:end -->): one row per scenario, target and setup with the
+# medians of its runs, their range and the sum of their losses. The JSON
+# reports go under docs/bench/ as name-1.json, name-2.json, …; a row's plot
+# is drawn from its median run, beside that run's report (name-i.png).
 #
 # Uses a running `make run` cluster when gw-1 answers /readyz; otherwise
 # starts one for the run (and stops it after) with the settings a load test
 # needs: AUTH_MODE=open, GATEWAY_MESSAGE_RATE=-1 (no per-user send limit),
 # GATEWAY_CONNECT_RATE/BURST 2000/4000 (admission control). A cluster you
-# started yourself needs the same for the dm runs not to be rate limited.
-# With BENCH_CENTRIFUGO=1 (the default) the dm runs are repeated against
-# Centrifugo (deploy/bench/centrifugo.sh: 2 nodes, Redis engine, on
-# CENTRIFUGO_PORT and the next port), started and stopped here.
+# started yourself needs the same for the private runs not to be rate
+# limited. With BENCH_CENTRIFUGO=1 (the default) the private runs are also
+# made against Centrifugo (deploy/bench/centrifugo.sh: 2 nodes, Redis
+# engine, on CENTRIFUGO_PORT and the next port), started and stopped here.
 #
 # Environment: GW1_PORT (8080), ROUTER_PORT, REDIS_PORT, KAFKA_PORT (as for
 # make run), BENCH_DURATION (20s per run), BENCH_RATES ("2000 5000"),
-# BENCH_CENTRIFUGO (1), CENTRIFUGO_PORT (8000), BENCH_OUT (docs/bench).
+# BENCH_REPEAT (3 runs of each), BENCH_CENTRIFUGO (1), CENTRIFUGO_PORT
+# (8000), BENCH_OUT (docs/bench).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
@@ -26,12 +30,22 @@ RATES=${BENCH_RATES:-2000 5000}
 OUT=${BENCH_OUT:-docs/bench}
 CF=${BENCH_CENTRIFUGO:-1}
 CF_PORT=${CENTRIFUGO_PORT:-8000}
+REPEAT=${BENCH_REPEAT:-3}
+case $REPEAT in '' | *[!0-9]*) REPEAT=0 ;; *) REPEAT=$((10#$REPEAT)) ;; esac
+if [ "$REPEAT" -lt 1 ]; then
+  echo "bench: BENCH_REPEAT must be a whole number >= 1, not '${BENCH_REPEAT:-}'" >&2
+  exit 2
+fi
 load=bin/chatload
 mkdir -p "$OUT"
-rm -f "$OUT"/*.json "$OUT"/*.png
+# The previous reports, and the plot beside each; other images stay.
+for f in "$OUT"/*.json; do
+  if [ -e "$f" ]; then rm -f "$f" "${f%.json}.png"; fi
+done
 
 started=""
 cf_started=""
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
   if [ -n "$cf_started" ]; then CENTRIFUGO_PORT=$CF_PORT deploy/bench/centrifugo.sh stop || true; fi
   if [ -n "$started" ]; then deploy/local/run.sh stop || true; fi
@@ -45,27 +59,27 @@ if ! curl -fs "http://127.0.0.1:$GW1_PORT/readyz" >/dev/null; then
   started=1
 fi
 
-# run name args…: one scenario, its report in $OUT/name.json and a plot
-# when it has a time series; a loss fails the bench at the end.
+# run name args…: one scenario, REPEAT times, its reports in
+# $OUT/name-1.json, $OUT/name-2.json, …; a loss fails the bench at the end.
 failed=0
 reports=()
 run() {
-  local name=$1
+  local name=$1 i
   shift
-  echo "== $name: chatload $*"
-  local plot=()
-  case " $* " in *" -scenario idle "* | *" -scenario storm "*) ;; *) plot=(-plot "$OUT/$name.png") ;; esac
-  if ! "$load" -quiet -json "$OUT/$name.json" "${plot[@]}" "$@"; then failed=1; fi
-  [ -s "$OUT/$name.json" ] && reports+=("$OUT/$name.json")
-  sleep 2 # let queues drain before the next run
+  for ((i = 1; i <= REPEAT; i++)); do
+    echo "== $name, run $i of $REPEAT: chatload $*"
+    if ! "$load" -quiet -json "$OUT/$name-$i.json" "$@"; then failed=1; fi
+    if [ -s "$OUT/$name-$i.json" ]; then reports+=("$OUT/$name-$i.json"); fi
+    sleep 2 # let queues drain before the next run
+  done
 }
 
 # A warm-up, unreported: the first seconds after a start pay the router's
 # catch-up and the JIT of the broker.
-"$load" -quiet -scenario dm -pairs 50 -rate 1000 -duration 5s -cpu off >/dev/null || true
+"$load" -quiet -scenario private -pairs 50 -rate 1000 -duration 5s -cpu off >/dev/null || true
 
 for rate in $RATES; do
-  run "dm-switchboard-$rate" -scenario dm -pairs 50 -rate "$rate" -duration "$DURATION"
+  run "private-switchboard-$rate" -scenario private -pairs 50 -rate "$rate" -duration "$DURATION"
 done
 if [ "$CF" = 1 ]; then
   if ! curl -fs "http://127.0.0.1:$CF_PORT/health" >/dev/null; then
@@ -73,9 +87,9 @@ if [ "$CF" = 1 ]; then
     cf_started=1
   fi
   cf=(-target centrifugo -gateways "ws://127.0.0.1:$CF_PORT,ws://127.0.0.1:$((CF_PORT + 1))")
-  "$load" -quiet "${cf[@]}" -scenario dm -pairs 50 -rate 1000 -duration 3s -cpu off >/dev/null || true
+  "$load" -quiet "${cf[@]}" -scenario private -pairs 50 -rate 1000 -duration 3s -cpu off >/dev/null || true
   for rate in $RATES; do
-    run "dm-centrifugo-$rate" "${cf[@]}" -scenario dm -pairs 50 -rate "$rate" -duration "$DURATION"
+    run "private-centrifugo-$rate" "${cf[@]}" -scenario private -pairs 50 -rate "$rate" -duration "$DURATION"
   done
   if [ -n "$cf_started" ]; then
     CENTRIFUGO_PORT=$CF_PORT deploy/bench/centrifugo.sh stop # before the other runs: it would take CPU
@@ -85,8 +99,10 @@ fi
 run public -scenario public -senders 2 -receivers 2000 -rate 50 -duration "$DURATION"
 run sync -scenario sync -pairs 20 -rate 500 -sync-users 16 -sync-convs 1000 -duration "$DURATION"
 run storm -scenario storm -clients 2000 -senders 10 -rate 200 -duration "$DURATION"
-run idle -scenario idle -gateways "ws://127.0.0.1:$GW1_PORT" -conns 5000
+run connect -scenario connect -gateways "ws://127.0.0.1:$GW1_PORT" -conns 5000
 
-"$load" markdown -o BENCHMARKS.md -commit "$(git rev-parse --short HEAD)" "${reports[@]}"
-echo "bench: BENCHMARKS.md rewritten from ${#reports[@]} reports in $OUT"
+# One row per scenario, target and setup, the medians of its runs; each
+# row's plot drawn from its median run.
+"$load" markdown -plot -o BENCHMARKS.md -commit "$(git rev-parse --short HEAD)" "${reports[@]}"
+echo "bench: BENCHMARKS.md rewritten from ${#reports[@]} reports ($REPEAT runs of each scenario) in $OUT"
 exit $failed
