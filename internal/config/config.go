@@ -38,8 +38,8 @@ type Common struct {
 
 	KafkaBrokers        []string      `key:"kafka.brokers" default:"127.0.0.1:9092"`
 	KafkaConnectTimeout time.Duration `key:"kafka.connect_timeout" default:"10s"` // start-up reachability check
-	// Bus holds the rest of the kafkabus settings (KAFKA_BATCH_TIMEOUT,
-	// KAFKA_REPLICATION_FACTOR, KAFKA_MIN_INSYNC_REPLICAS); Kafka adds the
+	// Bus holds the rest of the kafkabus settings
+	// (KAFKA_REPLICATION_FACTOR, KAFKA_MIN_INSYNC_REPLICAS); Kafka adds the
 	// brokers and the client id.
 	Bus kafkabus.Config
 

@@ -92,7 +92,7 @@ func runRedisLoss(t *testing.T, n int) lossResult {
 		admin.Close()
 		rdb.Close()
 	})
-	kcfg := kafkabus.Config{Brokers: []string{testkit.KafkaAddr()}, ClientID: "restore-test", BatchSize: 5000, BatchTimeout: 5 * time.Millisecond}
+	kcfg := kafkabus.Config{Brokers: []string{testkit.KafkaAddr()}, ClientID: "restore-test"}
 	r, err := New(Config{
 		Addr: "127.0.0.1:0", ChatLogTopic: chatLog, ChatStateTopic: chatState, GroupID: "router-" + name,
 		CheckpointInterval: 500 * time.Millisecond, RestoreCheck: 100 * time.Millisecond,
