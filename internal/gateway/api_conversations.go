@@ -57,7 +57,7 @@ func convName(c *chat.Conversation, u chat.UserID) string {
 
 // describe returns the conversation conv if u may read it.
 func (s *Server) describe(ctx context.Context, u chat.UserID, conv chat.ConvID) (*chat.Conversation, *protocol.Error) {
-	if err := s.access(ctx, u, conv); err != nil {
+	if err := s.members.access(ctx, u, conv); err != nil {
 		return nil, err
 	}
 	switch conv.Kind() {
@@ -226,7 +226,7 @@ func (s *Server) patchConversation(r *http.Request, u chat.UserID) (int, any, *p
 		return 0, nil, perr
 	}
 	if conv.Kind() != chat.KindGroup {
-		if perr := s.access(r.Context(), u, conv); perr != nil {
+		if perr := s.members.access(r.Context(), u, conv); perr != nil {
 			return 0, nil, perr
 		}
 		return 0, nil, protocol.Errorf(protocol.CodeBadRequest, "only groups can be changed")

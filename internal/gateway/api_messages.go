@@ -96,7 +96,7 @@ func (s *Server) listMessages(r *http.Request, u chat.UserID) (int, any, *protoc
 		return 0, nil, perr
 	}
 	ctx := r.Context()
-	if perr := s.access(ctx, u, conv); perr != nil {
+	if perr := s.members.access(ctx, u, conv); perr != nil {
 		return 0, nil, perr
 	}
 	if busy, err := s.store.Rebuilding(ctx); err != nil || busy {
@@ -141,10 +141,10 @@ func (s *Server) markRead(r *http.Request, u chat.UserID) (int, any, *protocol.E
 	if perr != nil {
 		return 0, nil, perr
 	}
-	if perr := s.access(r.Context(), u, conv); perr != nil {
+	if perr := s.members.access(r.Context(), u, conv); perr != nil {
 		return 0, nil, perr
 	}
-	if perr := s.storeReceipt(r.Context(), u, "", conv, seq, "read"); perr != nil {
+	if perr := s.stages.events.storeReceipt(r.Context(), u, "", conv, seq, "read"); perr != nil {
 		return 0, nil, perr
 	}
 	return http.StatusNoContent, nil, nil
@@ -198,10 +198,10 @@ func (s *Server) postMessage(r *http.Request, u chat.UserID) (int, any, *protoco
 	in.Received = time.Now()
 	// The user's message rate on this gateway, shared with its connections
 	// here and kept between requests.
-	if perr := (&conn{s: s, sendLimit: s.sendLimits.limiter(u)}).allowSend(in, in.Received); perr != nil {
+	if perr := s.sendLimits.spend(s.sendLimits.limiter(u), in.CID, in.Received, s.m); perr != nil {
 		return 0, nil, perr
 	}
-	res := s.sendBatch(r.Context(), u, "", []*protocol.Inbound{in})[0]
+	res := s.stages.send.send(r.Context(), u, "", []*protocol.Inbound{in})[0]
 	if res.err != nil {
 		return 0, nil, res.err
 	}
@@ -222,7 +222,7 @@ func (s *Server) deleteMessage(r *http.Request, u chat.UserID) (int, any, *proto
 	if err == nil && !ok {
 		// The router indexes message ids as it applies the log: one sent
 		// a moment ago may not be indexed yet.
-		if !s.viewsCaughtUp(ctx, nil) {
+		if !s.views.caughtUp(ctx, nil) {
 			return 0, nil, &protocol.Error{Code: protocol.CodeUnavailable, Message: "the message index lags the log, retry", RetryAfterMS: 1000}
 		}
 		conv, seq, ok, err = s.store.FindMessage(ctx, id)
@@ -233,7 +233,7 @@ func (s *Server) deleteMessage(r *http.Request, u chat.UserID) (int, any, *proto
 	if !ok {
 		return 0, nil, protocol.Errorf(protocol.CodeNotFound, "message %s does not exist", id)
 	}
-	role, perr := s.role(ctx, u, conv)
+	role, perr := s.members.role(ctx, u, conv)
 	if perr != nil {
 		return 0, nil, perr
 	}

@@ -39,7 +39,7 @@ type sendJob struct {
 // batches concurrent produces per partition). A connection has at most one batch in the committer (its
 // request loop waits for the answers), so its sends stay in order.
 type committer struct {
-	s    *Server
+	s    *sendPath
 	jobs chan *sendJob
 	// acked are sends whose messages Kafka acknowledged, to be recorded
 	// with the next prepare (or on their own when no commit follows soon).
@@ -54,7 +54,7 @@ type committer struct {
 	flights sync.WaitGroup
 }
 
-func newCommitter(s *Server) *committer {
+func newCommitter(s *sendPath) *committer {
 	// jobs is unbuffered: a job is either taken by the loop or refused
 	// once it has stopped, never left behind in a buffer.
 	return &committer{s: s, jobs: make(chan *sendJob), poke: make(chan struct{}, 1), stop: make(chan struct{}),
@@ -157,7 +157,7 @@ func (c *committer) commit(ctx context.Context, jobs []*sendJob) {
 	}
 	defer release()
 	now := time.Now()
-	deadline := now.Add(s.cfg.ProduceTimeout)
+	deadline := now.Add(s.produceTimeout)
 	var live []*pendingSend
 	var reqs []route.SendRequest
 	for _, j := range jobs {
@@ -165,7 +165,7 @@ func (c *committer) commit(ctx context.Context, jobs []*sendJob) {
 			// A send reaches Kafka (or fails) within ProduceTimeout of its
 			// arrival, whatever it waited for: a restore relies on it.
 			if !p.in.Received.IsZero() {
-				deadline = minTime(deadline, p.in.Received.Add(s.cfg.ProduceTimeout))
+				deadline = minTime(deadline, p.in.Received.Add(s.produceTimeout))
 			}
 			live = append(live, p)
 			reqs = append(reqs, p.req)
@@ -185,7 +185,7 @@ func (c *committer) commit(ctx context.Context, jobs []*sendJob) {
 	acked := c.acked
 	c.acked = nil
 	c.mu.Unlock()
-	rctx, cancel := context.WithDeadline(ctx, minTime(deadline, now.Add(s.cfg.RedisTimeout)))
+	rctx, cancel := context.WithDeadline(ctx, minTime(deadline, now.Add(s.redisTimeout)))
 	start := time.Now()
 	plans, gateways, err := s.table.PrepareSendsMarking(rctx, reqs, acked)
 	cancel()
@@ -245,7 +245,7 @@ func (c *committer) flushAcked(ctx context.Context) {
 	if len(acked) == 0 {
 		return
 	}
-	rctx, cancel := context.WithTimeout(ctx, c.s.cfg.RedisTimeout)
+	rctx, cancel := context.WithTimeout(ctx, c.s.redisTimeout)
 	defer cancel()
 	if err := c.s.table.MarkAcked(rctx, acked); err != nil {
 		// Harmless: a retry of these cids rewrites the same id and seq.

@@ -62,17 +62,15 @@ type conn struct {
 	session string
 	expires time.Time // the credential's expiry; zero: never
 
-	// Owned by the request worker (one at a time); nil until used.
-	typing   map[chat.ConvID]*typingState
-	receipts map[receiptMark]int64 // highest mark sent
+	// stages serve the connection's requests; events is what its receipts
+	// and typing remember (request worker only).
+	stages *stages
+	events eventState
 
 	// sendLimit is the user's message rate on this gateway, taken at the
-	// first send (nil: none yet, or unlimited); typingLimit bounds the typing frames relayed for this
-	// connection, starts and stops alike (request worker; nil until the
-	// first typing frame).
-	sendLimit   *rate.Limiter
-	typingLimit *rate.Limiter
-	holdsLimit  bool // sendLimit was acquired (reader), released by serveWS
+	// first send (nil: none yet, or unlimited).
+	sendLimit  *rate.Limiter
+	holdsLimit bool // sendLimit was acquired (reader), released by serveWS
 
 	// blocked is set while the reader waits for room in the inbox: the
 	// client is alive (it sent those frames) but its pongs are not read.
@@ -98,6 +96,12 @@ type conn struct {
 	closing   chan struct{}
 	reason    closeReason
 }
+
+// who is the connection's user and session id (requester).
+func (c *conn) who() (chat.UserID, string) { return c.user, c.session }
+
+// gone is closed once the connection is closing (requester).
+func (c *conn) gone() <-chan struct{} { return c.closing }
 
 // logger is the connection's logger, made only when something is logged.
 func (c *conn) logger() *slog.Logger {
@@ -250,7 +254,7 @@ func (c *conn) run() {
 	c.pinger.Stop()
 	c.mu.Unlock()
 	c.tasks.Wait()
-	c.stopAllTyping()
+	c.events.stopAllTyping()
 }
 
 // abandon closes a connection that never ran with r, and waits for its
@@ -319,6 +323,26 @@ func (c *conn) handle(in *protocol.Inbound) bool {
 			}
 		}
 		return c.push(in)
+	}
+	return true
+}
+
+// waitRoom waits until the write queue has room for n more bytes while
+// keeping half of its budget free for live traffic; false means the
+// connection is closing.
+func (c *conn) waitRoom(n int) bool {
+	limit := max(c.s.cfg.SendQueueBytes/2, n)
+	if c.queuedBytes()+n <= limit {
+		return true
+	}
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for c.queuedBytes()+n > limit {
+		select {
+		case <-c.closing:
+			return false
+		case <-t.C:
+		}
 	}
 	return true
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -10,6 +11,7 @@ import (
 	"github.com/switchboard-chat/switchboard/internal/kafkabus"
 	"github.com/switchboard-chat/switchboard/internal/protocol"
 	"github.com/switchboard-chat/switchboard/internal/relay"
+	"github.com/switchboard-chat/switchboard/internal/route"
 )
 
 // Typing limits.
@@ -29,38 +31,66 @@ const (
 	maxTyping = 16
 )
 
-// processReceipt logs a receipt to chat-log and relays it to the other
-// member and the sender's other sessions, in one acknowledged write.
-// Receipts in the public room are logged but not relayed.
-func (s *Server) processReceipt(ctx context.Context, c *conn, in *protocol.Inbound) {
-	if err := s.access(ctx, c.user, in.Conv); err != nil {
-		c.reply(protocol.EncodeError(err))
+// eventStage relays receipts and typing.
+type eventStage struct {
+	logTopic       string        // ChatLogTopic
+	redisTimeout   time.Duration // RedisTimeout
+	produceTimeout time.Duration // ProduceTimeout
+	log            *slog.Logger
+	m              *metrics
+	table          *route.Table
+	relay          *relay.Relay
+	members        members
+}
+
+// eventState is what one connection's receipts and typing remember. Its
+// request worker owns it (one at a time).
+type eventState struct {
+	// receipts are the highest marks sent; typing the relayed starts; both
+	// nil until used.
+	receipts map[receiptMark]int64
+	typing   map[chat.ConvID]*typingState
+	// typingLimit bounds the typing frames relayed for the connection,
+	// starts and stops alike (nil until the first typing frame).
+	typingLimit *rate.Limiter
+	// later queues a request made by the gateway itself for the
+	// connection's request worker (an automatic typing stop).
+	later func(*protocol.Inbound)
+}
+
+// receipt logs a receipt to chat-log and relays it to the other member
+// and the sender's other sessions, in one acknowledged write. Receipts in
+// the public room are logged but not relayed.
+func (e *eventStage) receipt(ctx context.Context, r requester, st *eventState, in *protocol.Inbound) {
+	user, session := r.who()
+	if err := e.members.access(ctx, user, in.Conv); err != nil {
+		r.reply(protocol.EncodeError(err))
 		return
 	}
 	// Marks only go up: one that does not raise what this connection sent
 	// before changes nothing, so it is neither logged nor relayed.
 	mark := receiptMark{in.Conv, in.Status}
-	if in.Seq <= c.receipts[mark] {
+	if in.Seq <= st.receipts[mark] {
 		return
 	}
-	if err := s.storeReceipt(ctx, c.user, c.session, in.Conv, in.Seq, in.Status); err != nil {
-		c.reply(protocol.EncodeError(err))
+	if err := e.storeReceipt(ctx, user, session, in.Conv, in.Seq, in.Status); err != nil {
+		r.reply(protocol.EncodeError(err))
 		return
 	}
-	if c.receipts == nil {
-		c.receipts = make(map[receiptMark]int64)
+	if st.receipts == nil {
+		st.receipts = make(map[receiptMark]int64)
 	}
-	c.receipts[mark] = in.Seq
+	st.receipts[mark] = in.Seq
 }
 
 // storeReceipt logs user's receipt (made in session; "" for none) and
 // relays it to the other members and the user's other sessions, in one
 // acknowledged write. The caller checked membership.
-func (s *Server) storeReceipt(ctx context.Context, user chat.UserID, session string, conv chat.ConvID, seq int64, status string) *protocol.Error {
+func (e *eventStage) storeReceipt(ctx context.Context, user chat.UserID, session string, conv chat.ConvID, seq int64, status string) *protocol.Error {
 	// A mark beyond the last seq handed out would be stored (marks never
 	// go down) and replayed in every sync.
-	rctx, rcancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
-	latest, err := s.table.Seqs(rctx, []chat.ConvID{conv})
+	rctx, rcancel := context.WithTimeout(ctx, e.redisTimeout)
+	latest, err := e.table.Seqs(rctx, []chat.ConvID{conv})
 	rcancel()
 	if err != nil {
 		return &protocol.Error{Code: protocol.CodeUnavailable, Message: "receipt not stored, retry", RetryAfterMS: 1000}
@@ -71,7 +101,7 @@ func (s *Server) storeReceipt(ctx context.Context, user chat.UserID, session str
 	r := &chat.Receipt{Conv: conv, User: user, Seq: seq, Status: status, TS: time.Now().UnixMilli()}
 	ev := relay.Event{
 		Delivery: chat.Delivery{Type: chat.TypeReceipt, SkipSession: session, Receipt: r},
-		Log: &kafkabus.Record{Topic: s.cfg.ChatLogTopic, Key: []byte(conv),
+		Log: &kafkabus.Record{Topic: e.logTopic, Key: []byte(conv),
 			Value: (&chat.LogRecord{Type: chat.TypeReceipt, Receipt: r}).Encode()},
 	}
 	if peer, ok := conv.Peer(user); ok {
@@ -79,81 +109,82 @@ func (s *Server) storeReceipt(ctx context.Context, user chat.UserID, session str
 	} else if conv.Kind() == chat.KindGroup {
 		ev.Group = conv
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProduceTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.produceTimeout)
 	defer cancel()
-	if _, err := s.relay.Send(ctx, ev); err != nil {
-		s.log.Warn("receipt failed", "user", user, "err", err)
+	if _, err := e.relay.Send(ctx, ev); err != nil {
+		e.log.Warn("receipt failed", "user", user, "err", err)
 		return &protocol.Error{Code: protocol.CodeUnavailable, Message: "receipt not stored, retry", RetryAfterMS: 1000}
 	}
 	return nil
 }
 
-// processTyping relays typing in a direct conversation to the other
+// typing relays typing in a direct conversation to the other
 // member's sessions. It is never logged; starts are throttled per
 // conversation, and a start with no stop is ended after typingTTL.
 // Typing in the public room is not relayed.
-func (s *Server) processTyping(ctx context.Context, c *conn, in *protocol.Inbound) {
+func (e *eventStage) typing(ctx context.Context, r requester, st *eventState, in *protocol.Inbound) {
+	user, session := r.who()
 	conv := in.Conv
 	if in.To != "" {
-		conv = chat.DirectConv(c.user, in.To)
+		conv = chat.DirectConv(user, in.To)
 	}
-	peer, ok := conv.Peer(c.user)
+	peer, ok := conv.Peer(user)
 	group := conv.Kind() == chat.KindGroup
 	if group {
-		if err := s.access(ctx, c.user, conv); err != nil {
-			c.reply(protocol.EncodeError(err))
+		if err := e.members.access(ctx, user, conv); err != nil {
+			r.reply(protocol.EncodeError(err))
 			return
 		}
 	} else if !ok {
 		if conv.Kind() == chat.KindDirect {
-			c.reply(protocol.EncodeError(protocol.Errorf(protocol.CodeForbidden, "you are not a member of %s", conv)))
+			r.reply(protocol.EncodeError(protocol.Errorf(protocol.CodeForbidden, "you are not a member of %s", conv)))
 		}
-		s.m.drops.WithLabelValues("typing_not_relayed").Inc()
+		e.m.drops.WithLabelValues("typing_not_relayed").Inc()
 		return
 	}
-	if peer == c.user {
+	if peer == user {
 		return
 	}
 	now := time.Now()
 	switch {
 	case in.State == "start":
-		st := c.typing[conv]
-		if st != nil && now.Sub(st.last) < typingThrottle {
-			s.m.drops.WithLabelValues("typing_throttled").Inc()
-			st.timer.Reset(typingTTL) // still typing: push the automatic stop out
+		cur := st.typing[conv]
+		if cur != nil && now.Sub(cur.last) < typingThrottle {
+			e.m.drops.WithLabelValues("typing_throttled").Inc()
+			cur.timer.Reset(typingTTL) // still typing: push the automatic stop out
 			return
 		}
-		if st == nil && len(c.typing) >= maxTyping {
-			s.m.drops.WithLabelValues("typing_too_many").Inc()
+		if cur == nil && len(st.typing) >= maxTyping {
+			e.m.drops.WithLabelValues("typing_too_many").Inc()
 			return
 		}
-		if !c.typingLimiter().AllowN(now, 1) {
-			s.m.limited.WithLabelValues("typing").Inc()
-			if st != nil {
-				st.timer.Reset(typingTTL)
+		if !st.typingLimiter().AllowN(now, 1) {
+			e.m.limited.WithLabelValues("typing").Inc()
+			if cur != nil {
+				cur.timer.Reset(typingTTL)
 			}
 			return
 		}
-		c.startTyping(conv, now)
-	case c.typing[conv] == nil:
+		st.startTyping(conv, now)
+	case st.typing[conv] == nil:
 		return // nothing was relayed, so nothing to stop
-	case !in.Auto && !c.typingLimiter().AllowN(now, 1):
+	case !in.Auto && !st.typingLimiter().AllowN(now, 1):
 		// Over the limit: the automatic stop relays it instead, soon.
-		s.m.limited.WithLabelValues("typing").Inc()
-		c.typing[conv].timer.Reset(typingThrottle)
+		e.m.limited.WithLabelValues("typing").Inc()
+		st.typing[conv].timer.Reset(typingThrottle)
 		return
 	default:
-		c.stopTyping(conv)
+		st.stopTyping(conv)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProduceTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.produceTimeout)
 	defer cancel()
-	t := &chat.Typing{Conv: conv, User: c.user, State: in.State}
+	t := &chat.Typing{Conv: conv, User: user, State: in.State}
 	ev := relay.Event{Delivery: chat.Delivery{Type: chat.TypeTyping, Typing: t}, Users: []chat.UserID{peer}}
 	if group {
-		ev = relay.Event{Delivery: chat.Delivery{Type: chat.TypeTyping, SkipSession: c.session, Typing: t}, Group: conv}
+		ev = relay.Event{Delivery: chat.Delivery{Type: chat.TypeTyping, SkipSession: session, Typing: t}, Group: conv}
 	}
-	if _, err := s.relay.Send(ctx, ev); err != nil {
-		s.m.drops.WithLabelValues("typing_failed").Inc()
+	if _, err := e.relay.Send(ctx, ev); err != nil {
+		e.m.drops.WithLabelValues("typing_failed").Inc()
 	}
 }
 
@@ -170,12 +201,11 @@ type typingState struct {
 }
 
 // typingLimiter returns the connection's typing limiter, made on first use.
-// Request worker only.
-func (c *conn) typingLimiter() *rate.Limiter {
-	if c.typingLimit == nil {
-		c.typingLimit = rate.NewLimiter(typingRate, typingBurst)
+func (st *eventState) typingLimiter() *rate.Limiter {
+	if st.typingLimit == nil {
+		st.typingLimit = rate.NewLimiter(typingRate, typingBurst)
 	}
-	return c.typingLimit
+	return st.typingLimit
 }
 
 // startTyping records a relayed start and arms its automatic stop, which
@@ -183,36 +213,37 @@ func (c *conn) typingLimiter() *rate.Limiter {
 // while the connection is open (its map entry would stay): it is queued
 // past the inbox bound, and at most maxTyping are armed. Request worker
 // only.
-func (c *conn) startTyping(conv chat.ConvID, now time.Time) {
-	if st := c.typing[conv]; st != nil {
-		st.last = now
-		st.timer.Reset(typingTTL)
+func (st *eventState) startTyping(conv chat.ConvID, now time.Time) {
+	if t := st.typing[conv]; t != nil {
+		t.last = now
+		t.timer.Reset(typingTTL)
 		return
 	}
-	if c.typing == nil {
-		c.typing = make(map[chat.ConvID]*typingState)
+	if st.typing == nil {
+		st.typing = make(map[chat.ConvID]*typingState)
 	}
-	c.typing[conv] = &typingState{last: now, timer: time.AfterFunc(typingTTL, func() {
-		c.pushAuto(&protocol.Inbound{Type: protocol.TypeTyping, Conv: conv, State: "stop", Auto: true})
+	later := st.later
+	st.typing[conv] = &typingState{last: now, timer: time.AfterFunc(typingTTL, func() {
+		later(&protocol.Inbound{Type: protocol.TypeTyping, Conv: conv, State: "stop", Auto: true})
 	})}
 }
 
 // stopTyping forgets conv's typing and reports whether a start had been
 // relayed. Request loop only.
-func (c *conn) stopTyping(conv chat.ConvID) bool {
-	st := c.typing[conv]
-	if st == nil {
+func (st *eventState) stopTyping(conv chat.ConvID) bool {
+	t := st.typing[conv]
+	if t == nil {
 		return false
 	}
-	st.timer.Stop()
-	delete(c.typing, conv)
+	t.timer.Stop()
+	delete(st.typing, conv)
 	return true
 }
 
 // stopAllTyping disarms every automatic stop; the conn is ending.
-func (c *conn) stopAllTyping() {
-	for conv := range c.typing {
-		c.stopTyping(conv)
+func (st *eventState) stopAllTyping() {
+	for conv := range st.typing {
+		st.stopTyping(conv)
 	}
 }
 

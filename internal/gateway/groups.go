@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
-	"github.com/switchboard-chat/switchboard/internal/protocol"
 )
 
 // groupIndex is this gateway's side of the membership index: which local
@@ -177,39 +176,4 @@ func (s *Server) syncGroups(ctx context.Context, convs []chat.ConvID) error {
 		return err
 	}
 	return s.table.SetGroupGateway(ctx, s.cfg.ServerID, off, false)
-}
-
-// access decides whether u may read and write conv: the public room, its
-// own direct conversations, and the groups it is a member of. It answers
-// forbidden, not_found (a group that does not exist) or unavailable.
-func (s *Server) access(ctx context.Context, u chat.UserID, conv chat.ConvID) *protocol.Error {
-	_, err := s.role(ctx, u, conv)
-	return err
-}
-
-// role returns u's role in conv (member for the public room and direct
-// conversations), or the refusal access answers.
-func (s *Server) role(ctx context.Context, u chat.UserID, conv chat.ConvID) (chat.Role, *protocol.Error) {
-	switch conv.Kind() {
-	case chat.KindPublic:
-		return chat.RoleMember, nil
-	case chat.KindDirect:
-		if _, ok := conv.Peer(u); ok {
-			return chat.RoleMember, nil
-		}
-		return "", protocol.Errorf(protocol.CodeForbidden, "you are not a member of %s", conv)
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
-	defer cancel()
-	role, exists, err := s.store.Membership(ctx, conv, u)
-	switch {
-	case err != nil:
-		s.log.Warn("membership lookup failed", "conv", conv, "err", err)
-		return "", &protocol.Error{Code: protocol.CodeUnavailable, Message: "membership unavailable, retry", RetryAfterMS: 1000}
-	case !exists:
-		return "", protocol.Errorf(protocol.CodeNotFound, "conversation %s does not exist", conv)
-	case role == "":
-		return "", protocol.Errorf(protocol.CodeForbidden, "you are not a member of %s", conv)
-	}
-	return role, nil
 }

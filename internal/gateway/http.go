@@ -141,7 +141,9 @@ func (s *Server) serveWS(connCtx context.Context, w http.ResponseWriter, r *http
 		closing: make(chan struct{}),
 		expires: expires,
 		holding: true,
+		stages:  s.stages,
 	}
+	c.events.later = c.pushAuto
 	if !s.register(connCtx, c) {
 		return
 	}

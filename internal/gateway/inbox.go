@@ -75,11 +75,32 @@ func (c *conn) requestLoop() {
 			c.room = nil
 		}
 		c.mu.Unlock()
-		if batch[0].Type == protocol.TypeSend {
-			c.s.processSends(c.ctx, c, batch)
-		} else {
-			c.s.handleRequest(c.ctx, c, batch[0])
-		}
+		c.serve(batch)
 		clear(batch)
+	}
+}
+
+// serve hands a batch of the connection's requests (sends, or one other
+// request) to its stage. The connection answers its sends itself; the
+// other stages answer through the connection as their requester.
+func (c *conn) serve(batch []*protocol.Inbound) {
+	in := batch[0]
+	switch in.Type {
+	case protocol.TypeSend:
+		for _, r := range c.stages.send.send(c.ctx, c.user, c.session, batch) {
+			if r.err != nil {
+				c.reply(protocol.EncodeError(r.err))
+			} else {
+				c.reply(protocol.EncodeSent(r.sent))
+			}
+		}
+	case protocol.TypeSync:
+		c.stages.sync.run(c.ctx, c, in)
+	case protocol.TypeReceipt:
+		c.stages.events.receipt(c.ctx, c, &c.events, in)
+	case protocol.TypeTyping:
+		c.stages.events.typing(c.ctx, c, &c.events, in)
+	case protocol.TypeHistory:
+		c.stages.history.page(c.ctx, c, in)
 	}
 }

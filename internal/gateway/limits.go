@@ -197,51 +197,29 @@ func (c *conn) allowSend(in *protocol.Inbound, now time.Time) *protocol.Error {
 		}
 		c.holdsLimit = true
 	}
-	r := c.sendLimit.ReserveN(now, 1)
-	if !r.OK() {
-		return &protocol.Error{Code: protocol.CodeRateLimited, Message: "message rate limit", CID: in.CID, RetryAfterMS: 1000}
-	}
-	wait := r.DelayFrom(now)
-	if wait == 0 {
-		return nil
-	}
-	r.CancelAt(now)
-	c.s.m.limited.WithLabelValues("send").Inc()
-	return &protocol.Error{
-		Code: protocol.CodeRateLimited, CID: in.CID, RetryAfterMS: max(1, wait.Milliseconds()),
-		Message: "sending too fast: at most " + strconv.FormatFloat(float64(c.s.sendLimits.every), 'g', -1, 64) +
-			" messages per second (burst " + strconv.Itoa(c.s.sendLimits.burst) + "); retry with the same cid",
-	}
+	return c.s.sendLimits.spend(c.sendLimit, in.CID, now, c.s.m)
 }
 
-// allowSync spends the tokens of a sync of n conversations from u's sync
-// budget: 1 + n/100, at most the burst (so that any sync can pass). When
-// they are not there it returns the rate_limited error to answer, with the
-// wait. n < 0 only checks that one token is there, spending nothing.
-func (s *Server) allowSync(u chat.UserID, n int, now time.Time) *protocol.Error {
-	lim := s.syncLimits.limiter(u)
+// spend takes one send token from lim, a user's bucket of l (nil:
+// unlimited); when none is left it returns the rate_limited error to
+// answer (with the cid and the wait).
+func (l *sendLimits) spend(lim *rate.Limiter, cid string, now time.Time, m *metrics) *protocol.Error {
 	if lim == nil {
-		return nil // unlimited
-	}
-	cost := min(1+max(n, 0)/largeSync, s.syncLimits.burst)
-	r := lim.ReserveN(now, cost)
-	if n < 0 && r.OK() && r.DelayFrom(now) == 0 {
-		r.CancelAt(now) // a check: the sync pays once its size is known
 		return nil
 	}
+	r := lim.ReserveN(now, 1)
 	if !r.OK() {
-		return &protocol.Error{Code: protocol.CodeRateLimited, Message: "sync rate limit", RetryAfterMS: 1000}
+		return &protocol.Error{Code: protocol.CodeRateLimited, Message: "message rate limit", CID: cid, RetryAfterMS: 1000}
 	}
 	wait := r.DelayFrom(now)
 	if wait == 0 {
 		return nil
 	}
 	r.CancelAt(now)
-	s.m.limited.WithLabelValues("sync").Inc()
+	m.limited.WithLabelValues("send").Inc()
 	return &protocol.Error{
-		Code: protocol.CodeRateLimited, RetryAfterMS: max(1, wait.Milliseconds()),
-		Message: "syncing too often: a sync costs 1 token plus 1 per 100 conversations, of " +
-			strconv.FormatFloat(float64(s.syncLimits.every), 'g', -1, 64) + " tokens per second (burst " +
-			strconv.Itoa(s.syncLimits.burst) + "); retry the sync then",
+		Code: protocol.CodeRateLimited, CID: cid, RetryAfterMS: max(1, wait.Milliseconds()),
+		Message: "sending too fast: at most " + strconv.FormatFloat(float64(l.every), 'g', -1, 64) +
+			" messages per second (burst " + strconv.Itoa(l.burst) + "); retry with the same cid",
 	}
 }

@@ -94,38 +94,38 @@ func TestIdleBucketsAreDroppedOnlyWhenFull(t *testing.T) {
 // full.
 func TestSyncsSpendTheUsersBudgetByTheirSize(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	s := &Server{syncLimits: newSendLimits(1, 12), m: newMetrics(prometheus.NewRegistry(), func() float64 { return 0 })}
-	if perr := s.allowSync("alice", 1000, t0); perr != nil {
+	s := &syncStage{budget: newSendLimits(1, 12), m: newMetrics(prometheus.NewRegistry(), func() float64 { return 0 })}
+	if perr := s.allow("alice", 1000, t0); perr != nil {
 		t.Fatalf("a first sync of 1,000 conversations (11 tokens of 12): %v", perr)
 	}
-	perr := s.allowSync("alice", 1000, t0)
+	perr := s.allow("alice", 1000, t0)
 	if perr == nil || perr.Code != protocol.CodeRateLimited || perr.RetryAfterMS != 10000 {
 		t.Fatalf("a second one at once: %+v, want rate_limited with retry_after_ms 10000", perr)
 	}
-	if perr := s.allowSync("alice", -1, t0); perr != nil {
+	if perr := s.allow("alice", -1, t0); perr != nil {
 		t.Fatalf("the check before a sync, 1 token left: %v", perr)
 	}
-	if perr := s.allowSync("alice", 5, t0); perr != nil {
+	if perr := s.allow("alice", 5, t0); perr != nil {
 		t.Fatalf("a small sync (1 token, 1 left): %v", perr)
 	}
-	if perr := s.allowSync("alice", -1, t0); perr == nil || perr.RetryAfterMS != 1000 {
+	if perr := s.allow("alice", -1, t0); perr == nil || perr.RetryAfterMS != 1000 {
 		t.Fatalf("the check before a sync on an empty budget: %+v, want rate_limited with retry_after_ms 1000", perr)
 	}
-	if perr := s.allowSync("bob", 1000, t0); perr != nil {
+	if perr := s.allow("bob", 1000, t0); perr != nil {
 		t.Fatalf("another user's sync: %v", perr)
 	}
-	if perr := s.allowSync("alice", 1000, t0.Add(10999*time.Millisecond)); perr == nil {
+	if perr := s.allow("alice", 1000, t0.Add(10999*time.Millisecond)); perr == nil {
 		t.Fatal("a large sync before its tokens were back was accepted")
 	}
-	if perr := s.allowSync("alice", 1000, t0.Add(11*time.Second)); perr != nil {
+	if perr := s.allow("alice", 1000, t0.Add(11*time.Second)); perr != nil {
 		t.Fatalf("a large sync once its tokens were back: %v", perr)
 	}
-	if perr := s.allowSync("carol", 50000, t0); perr != nil {
+	if perr := s.allow("carol", 50000, t0); perr != nil {
 		t.Fatalf("a sync costing more than the burst, on a full budget: %v", perr)
 	}
-	unlimited := &Server{syncLimits: newSendLimits(-1, 0), m: s.m}
+	unlimited := &syncStage{budget: newSendLimits(-1, 0), m: s.m}
 	for range 100 {
-		if perr := unlimited.allowSync("alice", 1000, t0); perr != nil {
+		if perr := unlimited.allow("alice", 1000, t0); perr != nil {
 			t.Fatalf("unlimited: %v", perr)
 		}
 	}

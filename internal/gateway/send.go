@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
@@ -27,16 +28,20 @@ type pendingSend struct {
 	first *pendingSend
 }
 
-// processSends runs the send path for one connection's batch and answers
-// each send with sent or error.
-func (s *Server) processSends(ctx context.Context, c *conn, batch []*protocol.Inbound) {
-	for _, r := range s.sendBatch(ctx, c.user, c.session, batch) {
-		if r.err != nil {
-			c.reply(protocol.EncodeError(r.err))
-		} else {
-			c.reply(protocol.EncodeSent(r.sent))
-		}
-	}
+// sendPath is the gateway's send path: it validates sends, hands them to
+// the group commit (one Redis round trip and one Kafka produce for the
+// sends of every connection arriving together) and answers each. It knows
+// nothing of connections: the WebSocket request worker and the REST API
+// both call send.
+type sendPath struct {
+	logTopic, stateTopic string
+	produceTimeout       time.Duration
+	redisTimeout         time.Duration
+	log                  *slog.Logger
+	m                    *metrics
+	table                *route.Table
+	producer             *kafkabus.Producer
+	commits              *committer
 }
 
 // sendResult is the answer to one send: sent, or err.
@@ -45,12 +50,12 @@ type sendResult struct {
 	err  *protocol.Error
 }
 
-// sendBatch runs the send path for sends of user made in session ("" for
+// send runs the send path for sends of user made in session ("" for
 // none, as from REST: then every session of the user gets the echo):
 // validate, then hand the sends to the gateway's committer, which runs
 // them together with the other connections' in one Redis round trip and
 // one Kafka produce, and wait for a result for each send, in order.
-func (s *Server) sendBatch(ctx context.Context, user chat.UserID, session string, batch []*protocol.Inbound) []sendResult {
+func (s *sendPath) send(ctx context.Context, user chat.UserID, session string, batch []*protocol.Inbound) []sendResult {
 	now := time.Now()
 	job := &sendJob{sends: make([]*pendingSend, len(batch)), done: make(chan struct{})}
 	byCID := make(map[string]*pendingSend, len(batch))
@@ -73,7 +78,7 @@ func (s *Server) sendBatch(ctx context.Context, user chat.UserID, session string
 
 // answer turns the sends of one batch, through the send path, into their
 // results, and counts them.
-func (s *Server) answer(sends []*pendingSend) []sendResult {
+func (s *sendPath) answer(sends []*pendingSend) []sendResult {
 	results := make([]sendResult, len(sends))
 	for i, p := range sends {
 		src := p
@@ -98,7 +103,7 @@ func (s *Server) answer(sends []*pendingSend) []sendResult {
 }
 
 // resolve checks a send's target and membership and names its recipients.
-func (s *Server) resolve(from chat.UserID, in *protocol.Inbound) (route.SendRequest, *protocol.Error) {
+func (s *sendPath) resolve(from chat.UserID, in *protocol.Inbound) (route.SendRequest, *protocol.Error) {
 	req := route.SendRequest{From: from, CID: in.CID}
 	switch {
 	case in.To != "":
@@ -130,7 +135,7 @@ func recipients(from, to chat.UserID) []chat.UserID {
 // produceSends writes the chat-log record and the delivery copies of every
 // send not yet known to be in Kafka, in one acknowledged produce, and
 // returns the sends it wrote.
-func (s *Server) produceSends(ctx context.Context, sends []*pendingSend, gateways []chat.ServerID, deadline time.Time) []*pendingSend {
+func (s *sendPath) produceSends(ctx context.Context, sends []*pendingSend, gateways []chat.ServerID, deadline time.Time) []*pendingSend {
 	var recs []kafkabus.Record
 	var produced []*pendingSend
 	for _, p := range sends {
@@ -146,7 +151,7 @@ func (s *Server) produceSends(ctx context.Context, sends []*pendingSend, gateway
 			m.To, _ = p.req.Conv.Peer(user)
 		}
 		recs = append(recs, kafkabus.Record{
-			Topic: s.cfg.ChatLogTopic, Key: []byte(m.Conv),
+			Topic: s.logTopic, Key: []byte(m.Conv),
 			Value: (&chat.LogRecord{Type: chat.TypeMessage, Message: m}).Encode(),
 		})
 		if m.Seq == 1 && m.Conv.Kind() == chat.KindDirect {
@@ -155,7 +160,7 @@ func (s *Server) produceSends(ctx context.Context, sends []*pendingSend, gateway
 			rec := &chat.StateRecord{Type: chat.TypeConversation, Conversation: &chat.Conversation{
 				ID: m.Conv, Kind: chat.KindDirect, Members: uniqueUsers(a, b), CreatedAt: m.TS,
 			}}
-			recs = append(recs, kafkabus.Record{Topic: s.cfg.ChatStateTopic, Key: rec.Key(), Value: rec.Encode()})
+			recs = append(recs, kafkabus.Record{Topic: s.stateTopic, Key: rec.Key(), Value: rec.Encode()})
 		}
 		if p.req.Conv == chat.Public {
 			copyValue := (&chat.Delivery{Type: chat.TypeMessage, All: true, SkipSession: session, Message: m}).Encode()

@@ -205,17 +205,15 @@ type Server struct {
 	started  time.Time
 	origins  originMatcher
 	audit    *audit.Log
-	// sendLimits is the per-user message rate on this gateway; syncLimits
-	// the per-user sync budget.
-	sendLimits, syncLimits *sendLimits
+	// sendLimits is the per-user message rate on this gateway.
+	sendLimits *sendLimits
+	members    members
+	views      *views
+	// stages serve the connections' requests (and the REST API's sends
+	// and receipts).
+	stages *stages
 
 	forwards chan forward // to forwardLoop
-	commits  *committer   // the send path's group commit
-	// largeSyncs bounds the large syncs reading their state at once.
-	largeSyncs chan struct{}
-	// logEnd and logApplied are chat-log's end offsets and how far the
-	// views applied it, read once for all the syncs waiting.
-	logEnd, logApplied *coalesced[map[int]int64]
 
 	draining atomic.Bool
 	conns    sync.WaitGroup // every conn.run
@@ -266,24 +264,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		admit:      newBucket(cfg.ConnectRate, cfg.ConnectBurst),
 		origins:    newOriginMatcher(cfg.AllowedOrigins),
 		forwards:   make(chan forward, forwardQueue),
-		largeSyncs: make(chan struct{}, maxLargeSyncs),
 		started:    time.Now(),
-
 		sendLimits: newSendLimits(cfg.MessageRate, cfg.MessageBurst),
-		syncLimits: newSendLimits(cfg.SyncRate, cfg.SyncBurst),
 	}
 	s.relay = relay.New(s.table, producer)
-	s.commits = newCommitter(s)
-	s.logEnd = newCoalesced(func(ctx context.Context) (map[int]int64, error) {
-		ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncWait)
-		defer cancel()
-		return s.admin.EndOffsets(ctx, s.cfg.ChatLogTopic)
-	})
-	s.logApplied = newCoalesced(func(ctx context.Context) (map[int]int64, error) {
-		ctx, cancel := context.WithTimeout(ctx, s.cfg.RedisTimeout)
-		defer cancel()
-		return s.store.Applied(ctx, s.cfg.ChatLogTopic)
-	})
 	s.history = history.New(s.store, logRead)
 	s.m = newMetrics(reg, func() float64 {
 		if c := s.consumer.Load(); c != nil {
@@ -291,6 +275,31 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 		return 0
 	})
+	s.members = members{store: s.store, timeout: cfg.RedisTimeout, log: s.log}
+	s.views = &views{store: s.store, table: s.table, wait: cfg.SyncWait, log: s.log, m: s.m,
+		end: newCoalesced(func(ctx context.Context) (map[int]int64, error) {
+			ctx, cancel := context.WithTimeout(ctx, cfg.SyncWait)
+			defer cancel()
+			return kadmin.EndOffsets(ctx, cfg.ChatLogTopic)
+		}),
+		applied: newCoalesced(func(ctx context.Context) (map[int]int64, error) {
+			ctx, cancel := context.WithTimeout(ctx, cfg.RedisTimeout)
+			defer cancel()
+			return s.store.Applied(ctx, cfg.ChatLogTopic)
+		}),
+	}
+	send := &sendPath{logTopic: cfg.ChatLogTopic, stateTopic: cfg.ChatStateTopic, produceTimeout: cfg.ProduceTimeout,
+		redisTimeout: cfg.RedisTimeout, log: s.log, m: s.m, table: s.table, producer: producer}
+	send.commits = newCommitter(send)
+	s.stages = &stages{
+		send: send,
+		sync: &syncStage{recent: cfg.SyncRecent, seqWait: cfg.SyncSeqWait, log: s.log, m: s.m, store: s.store,
+			table: s.table, reader: s.history, views: s.views,
+			budget: newSendLimits(cfg.SyncRate, cfg.SyncBurst), large: make(chan struct{}, maxLargeSyncs)},
+		history: &historyStage{members: s.members, views: s.views, reader: s.history, log: s.log, m: s.m},
+		events: &eventStage{logTopic: cfg.ChatLogTopic, redisTimeout: cfg.RedisTimeout, produceTimeout: cfg.ProduceTimeout,
+			log: s.log, m: s.m, table: s.table, relay: s.relay, members: s.members},
+	}
 	s.accounts = newAccounts(deps.Tokens, deps.Hasher, auth.LimitsConfig{PerUser: cfg.LoginPerUser, PerIP: cfg.LoginPerIP}, reg)
 	s.ln = newListener(ln, cfg.MaxConnsPerIP, s.log, s.m)
 	s.audit = audit.New(audit.Config{Topic: cfg.AuditTopic, Server: cfg.ServerID, Timeout: cfg.ProduceTimeout}, producer, s.log, reg)
@@ -379,7 +388,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(7)
 	serveErr := make(chan error, 1)
-	go func() { defer wg.Done(); s.commits.loop(bg) }()
+	go func() { defer wg.Done(); s.stages.send.commits.loop(bg) }()
 	go func() { defer wg.Done(); serveErr <- srv.Serve(s.ln) }()
 	go func() { defer wg.Done(); _ = s.adminSrv.Run(bg) }()
 	go func() { defer wg.Done(); s.heartbeatLoop(bg) }()

@@ -2,61 +2,69 @@ package gateway
 
 import (
 	"context"
+	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/switchboard-chat/switchboard/internal/chat"
+	"github.com/switchboard-chat/switchboard/internal/history"
 	"github.com/switchboard-chat/switchboard/internal/protocol"
+	"github.com/switchboard-chat/switchboard/internal/route"
+	"github.com/switchboard-chat/switchboard/internal/store"
 )
 
 // syncBatch is the most messages a sync sends before it waits for the
 // client to take them.
 const syncBatch = 50
 
-// handleRequest runs a request other than send from the request loop.
-func (s *Server) handleRequest(ctx context.Context, c *conn, in *protocol.Inbound) {
-	switch in.Type {
-	case protocol.TypeSync:
-		s.processSync(ctx, c, in)
-	case protocol.TypeReceipt:
-		s.processReceipt(ctx, c, in)
-	case protocol.TypeTyping:
-		s.processTyping(ctx, c, in)
-	case protocol.TypeHistory:
-		s.processHistory(ctx, c, in)
-	}
+// syncStage answers syncs.
+type syncStage struct {
+	recent  int           // SyncRecent
+	seqWait time.Duration // SyncSeqWait
+	log     *slog.Logger
+	m       *metrics
+	store   *store.Store
+	table   *route.Table
+	reader  *history.Reader
+	views   *views
+	// budget is the per-user sync budget; large bounds the large syncs
+	// reading their state at once.
+	budget *sendLimits
+	large  chan struct{}
 }
 
-// processSync streams what the client missed, in batches of at most 50
+// run streams what the client missed, in batches of at most 50
 // messages, then synced with the latest seq of each conversation.
 //
 // Every message acknowledged before the sync began is in the log below the
 // end offsets read first; the sync waits (bounded by SyncWait) until the
 // router has applied the log that far, so synced never reports less than
 // what was acknowledged.
-func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound) {
+func (st *syncStage) run(ctx context.Context, r requester, in *protocol.Inbound) {
+	user, _ := r.who()
 	// An empty budget refuses the sync before any Redis work; the full
 	// cost is charged once the conversations are known.
-	if err := s.allowSync(c.user, -1, time.Now()); err != nil {
-		c.reply(protocol.EncodeError(err))
+	if err := st.allow(user, -1, time.Now()); err != nil {
+		r.reply(protocol.EncodeError(err))
 		return
 	}
-	if !s.waitRebuilt(ctx, c) {
+	if !st.views.complete(ctx, r) {
 		return
 	}
-	if !s.waitApplied(ctx, c) {
-		s.m.syncs.WithLabelValues("stale").Inc()
+	if !st.caughtUp(ctx, r) {
+		st.m.syncs.WithLabelValues("stale").Inc()
 	}
-	convs := s.syncConvs(ctx, c, in)
+	convs := st.convs(ctx, r, user, in)
 	if convs == nil {
 		return
 	}
-	if err := s.allowSync(c.user, len(convs), time.Now()); err != nil {
-		c.reply(protocol.EncodeError(err))
+	if err := st.allow(user, len(convs), time.Now()); err != nil {
+		r.reply(protocol.EncodeError(err))
 		return
 	}
-	tops, marks, err := s.syncState(ctx, c, convs)
+	tops, marks, err := st.state(ctx, r, convs)
 	if err != nil {
-		s.syncFailed(c, err)
+		st.failed(r, err)
 		return
 	}
 	latest := make(map[chat.ConvID]int64, len(convs))
@@ -70,11 +78,11 @@ func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound)
 			frames[i] = protocol.EncodeSyncMessage(m, batch)
 			size += len(frames[i])
 		}
-		if !c.waitRoom(size) {
+		if !r.waitRoom(size) {
 			return false
 		}
 		for _, f := range frames {
-			c.enqueue(f, essential)
+			r.enqueue(f, essential)
 		}
 		return true
 	}
@@ -84,9 +92,9 @@ func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound)
 		latest[conv] = max(top, since)
 		if !named {
 			// New to this client: the recent window.
-			msgs, err := s.store.Recent(ctx, conv, s.cfg.SyncRecent)
+			msgs, err := st.store.Recent(ctx, conv, st.recent)
 			if err != nil {
-				s.syncFailed(c, err)
+				st.failed(r, err)
 				return
 			}
 			for len(msgs) > 0 {
@@ -101,9 +109,9 @@ func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound)
 		// Everything after since, page by page: from the log through the
 		// seq index below the window, then from the window.
 		for after := since; after < top; {
-			p, err := s.history.After(ctx, conv, after, syncBatch)
+			p, err := st.reader.After(ctx, conv, after, syncBatch)
 			if err != nil {
-				s.syncFailed(c, err)
+				st.failed(r, err)
 				return
 			}
 			if p.Truncated > 0 {
@@ -121,18 +129,18 @@ func (s *Server) processSync(ctx context.Context, c *conn, in *protocol.Inbound)
 			after = p.Next
 		}
 	}
-	if !s.syncMarks(ctx, c, convs, marks) {
+	if !st.marks(ctx, r, user, convs, marks) {
 		return
 	}
-	c.enqueue(protocol.EncodeSynced(protocol.Synced{Convs: latest, Truncated: truncated}), essential)
-	s.m.syncs.WithLabelValues("ok").Inc()
+	r.enqueue(protocol.EncodeSynced(protocol.Synced{Convs: latest, Truncated: truncated}), essential)
+	st.m.syncs.WithLabelValues("ok").Inc()
 }
 
-// syncConvs lists the conversations a sync covers: those named in since
+// convs lists the conversations a sync covers: those named in since
 // that the user belongs to, and unless only is set, every conversation of
 // the user (public first). Group memberships are read in one round trip.
 // nil means the sync failed and was answered.
-func (s *Server) syncConvs(ctx context.Context, c *conn, in *protocol.Inbound) []chat.ConvID {
+func (st *syncStage) convs(ctx context.Context, r requester, user chat.UserID, in *protocol.Inbound) []chat.ConvID {
 	var candidates, groups []chat.ConvID
 	seen := make(map[chat.ConvID]bool)
 	add := func(conv chat.ConvID) {
@@ -143,7 +151,7 @@ func (s *Server) syncConvs(ctx context.Context, c *conn, in *protocol.Inbound) [
 		switch conv.Kind() {
 		case chat.KindPublic:
 		case chat.KindDirect:
-			if _, ok := conv.Peer(c.user); !ok {
+			if _, ok := conv.Peer(user); !ok {
 				return
 			}
 		case chat.KindGroup:
@@ -155,9 +163,9 @@ func (s *Server) syncConvs(ctx context.Context, c *conn, in *protocol.Inbound) [
 	}
 	if !in.Only {
 		add(chat.Public)
-		mine, err := s.store.Conversations(ctx, c.user)
+		mine, err := st.store.Conversations(ctx, user)
 		if err != nil {
-			s.syncFailed(c, err)
+			st.failed(r, err)
 			return nil
 		}
 		for _, conv := range mine {
@@ -170,8 +178,8 @@ func (s *Server) syncConvs(ctx context.Context, c *conn, in *protocol.Inbound) [
 	member := map[chat.ConvID]chat.Role{}
 	if len(groups) > 0 {
 		var err error
-		if member, _, err = s.store.Memberships(ctx, groups, c.user); err != nil {
-			s.syncFailed(c, err)
+		if member, _, err = st.store.Memberships(ctx, groups, user); err != nil {
+			st.failed(r, err)
 			return nil
 		}
 	}
@@ -184,52 +192,26 @@ func (s *Server) syncConvs(ctx context.Context, c *conn, in *protocol.Inbound) [
 	return convs
 }
 
-func (s *Server) syncFailed(c *conn, err error) {
-	s.m.syncs.WithLabelValues("failed").Inc()
-	s.log.Warn("sync failed", "user", c.user, "err", err)
-	c.enqueue(protocol.EncodeError(&protocol.Error{
+func (st *syncStage) failed(r requester, err error) {
+	st.m.syncs.WithLabelValues("failed").Inc()
+	user, _ := r.who()
+	st.log.Warn("sync failed", "user", user, "err", err)
+	r.enqueue(protocol.EncodeError(&protocol.Error{
 		Code: protocol.CodeUnavailable, Message: "sync failed, retry: message store unavailable", RetryAfterMS: 1000,
 	}), essential)
 }
 
-// waitApplied waits until the views hold everything the log held when it
+// caughtUp waits until the views hold everything the log held when it
 // was called, or SyncWait passes; it reports whether they caught up. The
 // syncs waiting at the same time share their reads of the log's end and
 // of the views' progress (see coalesced).
-func (s *Server) waitApplied(ctx context.Context, c *conn) bool {
-	if s.viewsCaughtUp(ctx, c.closing) {
+func (st *syncStage) caughtUp(ctx context.Context, r requester) bool {
+	if st.views.caughtUp(ctx, r.gone()) {
 		return true
 	}
-	s.log.Warn("sync: views lag the log; answering with what they hold", "user", c.user)
+	user, _ := r.who()
+	st.log.Warn("sync: views lag the log; answering with what they hold", "user", user)
 	return false
-}
-
-// viewsCaughtUp waits until the router has applied chat-log up to where it
-// ended when this was called, for at most SyncWait or until done closes;
-// it reports whether the views caught up.
-func (s *Server) viewsCaughtUp(ctx context.Context, done <-chan struct{}) bool {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncWait)
-	defer cancel()
-	end, err := s.logEnd.get(ctx)
-	if err != nil {
-		s.log.Warn("views: end offsets", "err", err)
-		return false
-	}
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for {
-		applied, err := s.logApplied.get(ctx)
-		if err == nil && caughtUp(applied, end) {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-done:
-			return false
-		case <-t.C:
-		}
-	}
 }
 
 // waitSeqs waits (at most SyncSeqWait) until the views hold the highest seq
@@ -239,14 +221,14 @@ func (s *Server) viewsCaughtUp(ctx context.Context, done <-chan struct{}) bool {
 // makes this sync return it. A seq whose send failed never arrives, hence
 // the short bound. Every poll is one round trip for all the
 // conversations still short.
-func (s *Server) waitSeqs(ctx context.Context, c *conn, convs []chat.ConvID) (map[chat.ConvID]int64, error) {
-	tops, err := s.store.LatestMany(ctx, convs)
+func (st *syncStage) waitSeqs(ctx context.Context, r requester, convs []chat.ConvID) (map[chat.ConvID]int64, error) {
+	tops, err := st.store.LatestMany(ctx, convs)
 	if err != nil {
 		return nil, err
 	}
-	wctx, cancel := context.WithTimeout(ctx, s.cfg.SyncSeqWait)
+	wctx, cancel := context.WithTimeout(ctx, st.seqWait)
 	defer cancel()
-	want, err := s.table.Seqs(wctx, convs)
+	want, err := st.table.Seqs(wctx, convs)
 	if err != nil {
 		return tops, nil
 	}
@@ -265,11 +247,11 @@ func (s *Server) waitSeqs(ctx context.Context, c *conn, convs []chat.ConvID) (ma
 		select {
 		case <-wctx.Done():
 			return tops, nil
-		case <-c.closing:
+		case <-r.gone():
 			return tops, nil
 		case <-t.C:
 		}
-		now, err := s.store.LatestMany(wctx, short)
+		now, err := st.store.LatestMany(wctx, short)
 		if err != nil {
 			return tops, nil
 		}
@@ -277,35 +259,6 @@ func (s *Server) waitSeqs(ctx context.Context, c *conn, convs []chat.ConvID) (ma
 			tops[conv] = max(tops[conv], top)
 		}
 	}
-}
-
-func caughtUp(applied, end map[int]int64) bool {
-	for p, e := range end {
-		if e > 0 && applied[p] < e {
-			return false
-		}
-	}
-	return true
-}
-
-// waitRoom waits until the write queue has room for n more bytes while
-// keeping half of its budget free for live traffic; false means the
-// connection is closing.
-func (c *conn) waitRoom(n int) bool {
-	limit := max(c.s.cfg.SendQueueBytes/2, n)
-	if c.queuedBytes()+n <= limit {
-		return true
-	}
-	t := time.NewTicker(2 * time.Millisecond)
-	defer t.Stop()
-	for c.queuedBytes()+n > limit {
-		select {
-		case <-c.closing:
-			return false
-		case <-t.C:
-		}
-	}
-	return true
 }
 
 // largeSync is the number of conversations from which a sync's state
@@ -317,20 +270,20 @@ const (
 	maxLargeSyncs = 2
 )
 
-// syncState reads, in a bounded number of round trips whatever the number
+// state reads, in a bounded number of round trips whatever the number
 // of conversations, the highest seq the views hold of each (waiting for
 // the seqs already handed out, see waitSeqs) and the receipt marks of the
 // direct ones.
-func (s *Server) syncState(ctx context.Context, c *conn, convs []chat.ConvID) (map[chat.ConvID]int64, map[chat.ConvID][]chat.Receipt, error) {
+func (st *syncStage) state(ctx context.Context, r requester, convs []chat.ConvID) (map[chat.ConvID]int64, map[chat.ConvID][]chat.Receipt, error) {
 	if len(convs) >= largeSync {
 		select {
-		case s.largeSyncs <- struct{}{}:
-			defer func() { <-s.largeSyncs }()
-		case <-c.closing:
+		case st.large <- struct{}{}:
+			defer func() { <-st.large }()
+		case <-r.gone():
 			return nil, nil, context.Canceled
 		}
 	}
-	tops, err := s.waitSeqs(ctx, c, convs)
+	tops, err := st.waitSeqs(ctx, r, convs)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -340,34 +293,34 @@ func (s *Server) syncState(ctx context.Context, c *conn, convs []chat.ConvID) (m
 			direct = append(direct, conv)
 		}
 	}
-	marks, err := s.store.ReceiptsMany(ctx, direct)
+	marks, err := st.store.ReceiptsMany(ctx, direct)
 	return tops, marks, err
 }
 
-// syncMarks sends the other members' receipts in the direct conversations
-// among convs (read by syncState), and the presence of those members.
-func (s *Server) syncMarks(ctx context.Context, c *conn, convs []chat.ConvID, all map[chat.ConvID][]chat.Receipt) bool {
+// marks sends the other members' receipts in the direct conversations
+// among convs (read by state), and the presence of those members.
+func (st *syncStage) marks(ctx context.Context, r requester, user chat.UserID, convs []chat.ConvID, all map[chat.ConvID][]chat.Receipt) bool {
 	var peers []chat.UserID
 	for _, conv := range convs {
-		peer, ok := conv.Peer(c.user)
+		peer, ok := conv.Peer(user)
 		if !ok {
 			continue
 		}
 		peers = append(peers, peer)
 		marks := all[conv]
 		for i := range marks {
-			if !c.waitRoom(1) {
+			if !r.waitRoom(1) {
 				return false
 			}
-			c.enqueue(protocol.EncodeReceipt(&marks[i]), essential)
+			r.enqueue(protocol.EncodeReceipt(&marks[i]), essential)
 		}
 	}
 	if len(peers) == 0 {
 		return true
 	}
-	where, err := s.table.Locate(ctx, peers)
+	where, err := st.table.Locate(ctx, peers)
 	if err != nil {
-		s.syncFailed(c, err)
+		st.failed(r, err)
 		return false
 	}
 	online := make(map[chat.UserID]bool)
@@ -378,9 +331,41 @@ func (s *Server) syncMarks(ctx context.Context, c *conn, convs []chat.ConvID, al
 	}
 	now := time.Now().UnixMilli()
 	for _, p := range peers {
-		if p != c.user && c.waitRoom(1) {
-			c.enqueue(protocol.EncodePresence(&chat.Presence{User: p, Online: online[p], TS: now}), ephemeral)
+		if p != user && r.waitRoom(1) {
+			r.enqueue(protocol.EncodePresence(&chat.Presence{User: p, Online: online[p], TS: now}), ephemeral)
 		}
 	}
 	return true
+}
+
+// allow spends the tokens of a sync of n conversations from u's sync
+// budget: 1 + n/100, at most the burst (so that any sync can pass). When
+// they are not there it returns the rate_limited error to answer, with the
+// wait. n < 0 only checks that one token is there, spending nothing.
+func (st *syncStage) allow(u chat.UserID, n int, now time.Time) *protocol.Error {
+	lim := st.budget.limiter(u)
+	if lim == nil {
+		return nil // unlimited
+	}
+	cost := min(1+max(n, 0)/largeSync, st.budget.burst)
+	r := lim.ReserveN(now, cost)
+	if n < 0 && r.OK() && r.DelayFrom(now) == 0 {
+		r.CancelAt(now) // a check: the sync pays once its size is known
+		return nil
+	}
+	if !r.OK() {
+		return &protocol.Error{Code: protocol.CodeRateLimited, Message: "sync rate limit", RetryAfterMS: 1000}
+	}
+	wait := r.DelayFrom(now)
+	if wait == 0 {
+		return nil
+	}
+	r.CancelAt(now)
+	st.m.limited.WithLabelValues("sync").Inc()
+	return &protocol.Error{
+		Code: protocol.CodeRateLimited, RetryAfterMS: max(1, wait.Milliseconds()),
+		Message: "syncing too often: a sync costs 1 token plus 1 per 100 conversations, of " +
+			strconv.FormatFloat(float64(st.budget.every), 'g', -1, 64) + " tokens per second (burst " +
+			strconv.Itoa(st.budget.burst) + "); retry the sync then",
+	}
 }
