@@ -485,7 +485,7 @@ func renderConnect(b *strings.Builder, gs []*runGroup) {
 }
 
 func renderStorm(b *strings.Builder, gs []*runGroup) {
-	b.WriteString("### Reconnect storm\n\n| clients | senders, offered msg/s | runs | dropped at | all reconnected after | all synced after | all synced range | not back (sum) | sent while down (sum) | lost (sum) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("### Reconnect storm\n\n| clients | senders, offered msg/s | runs | dropped at | all reconnected after | all synced after | all synced range | not back (sum) | sent while down (sum) | lost (sum) | syncs retried (sum) |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, g := range gs {
 		var runs []*Report
 		for _, r := range g.runs {
@@ -505,12 +505,12 @@ func renderStorm(b *strings.Builder, gs []*runGroup) {
 		if len(synced) > 1 {
 			syncedRange += " s"
 		}
-		fmt.Fprintf(b, "| %d | %d, %.0f | %d | %.1f s | %.2f s | %.2f s | %s | %d | %d | %d |\n", runs[0].Storm.Clients, runs[0].Storm.Senders,
+		fmt.Fprintf(b, "| %d | %d, %.0f | %d | %.1f s | %.2f s | %.2f s | %s | %d | %d | %d | %d |\n", runs[0].Storm.Clients, runs[0].Storm.Senders,
 			g.key.params.Rate, len(runs), med(func(s *StormResult) float64 { return s.DropAfterSec }),
 			med(func(s *StormResult) float64 { return s.ReconnectSec }), median(synced),
 			syncedRange,
 			sum(runs, func(r *Report) int { return r.Storm.NotBack }), sum(runs, func(r *Report) int64 { return r.Storm.SentDuringGap }),
-			sum(runs, func(r *Report) int64 { return r.Storm.Lost }))
+			sum(runs, func(r *Report) int64 { return r.Storm.Lost }), sum(runs, func(r *Report) int64 { return r.Storm.SyncRetries }))
 	}
 	b.WriteString("\n")
 }

@@ -235,7 +235,8 @@ func TestConnectAndStormRowsAreMediansWithRangesAndSums(t *testing.T) {
 	}
 	storm := func(synced float64, notBack int, lost int64) *Report {
 		return &Report{Scenario: "storm", Target: "switchboard", Params: Params{Endpoints: 2, Clients: 2000, Senders: 10, Rate: 200, Duration: "20s"},
-			Storm: &StormResult{Clients: 2000, Senders: 10, DropAfterSec: 6, ReconnectSec: synced / 2, SyncedSec: synced, NotBack: notBack, Lost: lost, SentDuringGap: 100}}
+			Storm: &StormResult{Clients: 2000, Senders: 10, DropAfterSec: 6, ReconnectSec: synced / 2, SyncedSec: synced, NotBack: notBack, Lost: lost, SentDuringGap: 100,
+				SyncRetries: int64(notBack) + 2}}
 	}
 	md := renderMarkdown([]*Report{idle("connect", 9.9, 2000), storm(2.36, 0, 0), idle("idle", 7.5, 3000), storm(3.1, 4, 0), idle("connect", 8.0, 2500), storm(1.9, 0, 1)},
 		make([]string, 6), "", "")
@@ -244,7 +245,7 @@ func TestConnectAndStormRowsAreMediansWithRangesAndSums(t *testing.T) {
 		t.Errorf("connect row %q, want %q", got, want)
 	}
 	got = row(t, md, "| 2000 |")
-	if want := []string{"2000", "10, 200", "3", "6.0 s", "1.18 s", "2.36 s", "1.90–3.10 s", "4", "300", "1"}; !slices.Equal(got, want) {
+	if want := []string{"2000", "10, 200", "3", "6.0 s", "1.18 s", "2.36 s", "1.90–3.10 s", "4", "300", "1", "10"}; !slices.Equal(got, want) {
 		t.Errorf("storm row %q, want %q", got, want)
 	}
 	if strings.Count(md, "### Idle connections") != 1 || strings.Count(md, "### Reconnect storm") != 1 {

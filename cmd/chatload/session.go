@@ -30,14 +30,16 @@ const (
 // event is one decoded server frame. idx is the load tester's message
 // number (from the cid), -1 when the frame is not about one of ours.
 type event struct {
-	kind   evKind
-	idx    int
-	code   string // evError
-	conv   string // evDeliver
-	seq    int64  // evDeliver
-	id     string // evAck, evDeliver: the server's message id
-	batch  bool   // evDeliver: part of a sync's answer, not live
-	synced map[string]int64
+	kind evKind
+	idx  int
+	code string // evError
+	// retryAfter is the wait an error frame asks for (retry_after_ms).
+	retryAfter time.Duration
+	conv       string // evDeliver
+	seq        int64  // evDeliver
+	id         string // evAck, evDeliver: the server's message id
+	batch      bool   // evDeliver: part of a sync's answer, not live
+	synced     map[string]int64
 }
 
 // target is a system under test: how to open a session and what its
@@ -72,9 +74,11 @@ type session struct {
 	// seqs is the last seq seen per conversation; owned by the read loop.
 	seqs map[string]int64
 	// synced, when set, receives the convs of each synced frame (dropped
-	// when full).
-	synced chan map[string]int64
-	h      atomic.Pointer[func(*session, event)]
+	// when full), or nil for an error frame about no send (a sync's
+	// refusal), whose retry_after_ms is then in syncRetry (nanoseconds).
+	synced    chan map[string]int64
+	syncRetry atomic.Int64
+	h         atomic.Pointer[func(*session, event)]
 }
 
 // setHandler replaces the event handler of a running session.

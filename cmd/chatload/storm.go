@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,13 +23,17 @@ type StormResult struct {
 	NotBack       int     `json:"not_back"`
 	Lost          int64   `json:"lost"`
 	SentDuringGap int64   `json:"sent_while_down"`
+	// SyncRetries are syncs answered by an error (unavailable,
+	// rate_limited) and sent again after its retry_after_ms, as clients
+	// do.
+	SyncRetries int64 `json:"sync_retries"`
 }
 
 func (r *StormResult) print(w io.Writer) {
 	fmt.Fprintf(w, "storm: %d clients dropped at once %.1f s into the sending; all reconnected after %.2f s, all synced after %.2f s; %d not back\n",
 		r.Clients, r.DropAfterSec, r.ReconnectSec, r.SyncedSec, r.NotBack)
-	fmt.Fprintf(w, "messages sent to them while they were down: %d; acknowledged messages never received (live or by sync): %d\n",
-		r.SentDuringGap, r.Lost)
+	fmt.Fprintf(w, "messages sent to them while they were down: %d; acknowledged messages never received (live or by sync): %d; syncs retried after an error: %d\n",
+		r.SentDuringGap, r.Lost, r.SyncRetries)
 }
 
 // syncFrame is a sync request naming the last seq held per conversation.
@@ -39,14 +44,17 @@ func syncFrame(since map[string]int64) []byte {
 
 // syncAll sends a sync on every session (since[i] is what session i
 // holds; nil: a new device) and waits, at most until deadline, for the
-// synced frames. It returns how many came and when the last one did
-// (since t0).
-func syncAll(ctx context.Context, sessions []*session, since []map[string]int64, deadline, t0 time.Time) (int, time.Duration) {
+// synced frames. A sync answered by an error is sent again after the
+// error's retry_after_ms (1 s when it gives none), as clients do. It
+// returns how many synced, when the last one did (since t0), and how many
+// syncs were sent again.
+func syncAll(ctx context.Context, sessions []*session, since []map[string]int64, deadline, t0 time.Time) (int, time.Duration, int64) {
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		done int
-		last time.Duration
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		done    int
+		last    time.Duration
+		retries atomic.Int64
 	)
 	for i, s := range sessions {
 		wg.Add(1)
@@ -56,25 +64,43 @@ func syncAll(ctx context.Context, sessions []*session, since []map[string]int64,
 			if since != nil {
 				held = since[i]
 			}
-			if err := s.write(ctx, syncFrame(held)); err != nil {
-				return
-			}
-			select {
-			case convs := <-s.synced:
-				if convs == nil { // an error frame instead
+			for {
+				if err := s.write(ctx, syncFrame(held)); err != nil {
 					return
 				}
-				mu.Lock()
-				done++
-				last = max(last, time.Since(t0))
-				mu.Unlock()
-			case <-time.After(time.Until(deadline)):
-			case <-ctx.Done():
+				select {
+				case convs := <-s.synced:
+					if convs != nil {
+						mu.Lock()
+						done++
+						last = max(last, time.Since(t0))
+						mu.Unlock()
+						return
+					}
+				case <-time.After(time.Until(deadline)):
+					return
+				case <-ctx.Done():
+					return
+				}
+				// Refused: wait as asked, then sync again.
+				wait := time.Duration(s.syncRetry.Load())
+				if wait <= 0 {
+					wait = time.Second
+				}
+				if time.Now().Add(wait).After(deadline) {
+					return
+				}
+				retries.Add(1)
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+					return
+				}
 			}
 		}()
 	}
 	wg.Wait()
-	return done, last
+	return done, last, retries.Load()
 }
 
 // stormRun: -clients clients connect and sync; -senders others send them
@@ -116,7 +142,9 @@ func stormRun(ctx context.Context, o *options, d *dialer, r *Report) error {
 	}
 	during := func(t *traffic, sendDone <-chan struct{}) error {
 		clients := sessions[o.senders:]
-		if got, _ := syncAll(ctx, clients, nil, time.Now().Add(o.stormWait), time.Now()); got < len(clients) {
+		got, _, retried := syncAll(ctx, clients, nil, time.Now().Add(o.stormWait), time.Now())
+		res.SyncRetries += retried
+		if got < len(clients) {
 			return fmt.Errorf("first sync: %d of %d clients synced", got, len(clients))
 		}
 		select {
@@ -179,7 +207,8 @@ func stormRun(ctx context.Context, o *options, d *dialer, r *Report) error {
 				backHeld = append(backHeld, held[i])
 			}
 		}
-		synced, last := syncAll(ctx, backOnes, backHeld, drop.Add(o.stormWait), drop)
+		synced, last, retried := syncAll(ctx, backOnes, backHeld, drop.Add(o.stormWait), drop)
+		res.SyncRetries += retried
 		res.SyncedSec = last.Seconds()
 		res.NotBack = len(clients) - synced
 		return nil

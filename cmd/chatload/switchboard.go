@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // switchboard speaks the Switchboard protocol (docs/PROTOCOL.md). Sends
@@ -70,9 +71,12 @@ func (t *switchboard) decode(b []byte, emit func(event)) {
 	case "sent":
 		emit(event{kind: evAck, idx: t.idx(stringField(b, "cid")), id: stringField(b, "id"), conv: stringField(b, "conv"), seq: intField(b, "seq")})
 	case "error":
-		var f struct{ Code, CID string }
+		var f struct {
+			Code, CID    string
+			RetryAfterMS int64 `json:"retry_after_ms"`
+		}
 		_ = json.Unmarshal(b, &f)
-		emit(event{kind: evError, idx: t.idx(f.CID), code: f.Code})
+		emit(event{kind: evError, idx: t.idx(f.CID), code: f.Code, retryAfter: time.Duration(f.RetryAfterMS) * time.Millisecond})
 	case "synced":
 		var f struct{ Convs map[string]int64 }
 		_ = json.Unmarshal(b, &f)

@@ -82,7 +82,14 @@ func syncRun(ctx context.Context, o *options, d *dialer, r *Report) error {
 					select {
 					case convs := <-s.synced:
 						if convs == nil {
+							// Refused: wait as asked before the next sync,
+							// as clients do.
 							failed.Add(1)
+							select {
+							case <-time.After(time.Duration(s.syncRetry.Load())):
+							case <-sendDone:
+								return
+							}
 						} else {
 							lat.Record(time.Since(at))
 						}

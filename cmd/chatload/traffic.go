@@ -118,6 +118,7 @@ func (t *traffic) handle(s *session, ev event) {
 		if ev.idx < 0 && s.synced != nil {
 			// An error about no send: on a session waiting for its sync,
 			// the sync's answer (nil: failed).
+			s.syncRetry.Store(int64(ev.retryAfter))
 			select {
 			case s.synced <- nil:
 			default:
