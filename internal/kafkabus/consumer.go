@@ -25,6 +25,9 @@ type ConsumerConfig struct {
 	SessionTimeout time.Duration
 	// MaxWait bounds a fetch's long poll. Default 500ms.
 	MaxWait time.Duration
+	// MinBytes is how much a fetch waits for (at most MaxWait) before the
+	// broker answers it. Default 1: answered as soon as a record arrives.
+	MinBytes int
 }
 
 // Consumer reads one topic as a member of a consumer group. A new group
@@ -53,13 +56,14 @@ func NewConsumer(cfg Config, cc ConsumerConfig) (*Consumer, error) {
 	if cc.MaxWait <= 0 {
 		cc.MaxWait = 500 * time.Millisecond
 	}
+	cc.MinBytes = max(cc.MinBytes, 1)
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:           cfg.Brokers,
 		GroupID:           cc.GroupID,
 		Topic:             cc.Topic,
 		GroupTopics:       cc.Topics,
 		Dialer:            &kafka.Dialer{Timeout: cfg.DialTimeout, ClientID: cfg.ClientID},
-		MinBytes:          1,
+		MinBytes:          cc.MinBytes,
 		MaxBytes:          10 << 20,
 		MaxWait:           cc.MaxWait,
 		CommitInterval:    cc.CommitInterval,
