@@ -145,6 +145,10 @@ type dialer struct {
 	tgt     target
 	clients []*http.Client
 	retryBy time.Duration // give up retrying refusals after this long
+	// retries counts dials tried again: refused (503, 429) or failed
+	// before an HTTP answer (a gateway closing connections over its
+	// per-address cap, a reset), as clients reconnect.
+	retries atomic.Int64
 }
 
 func newDialer(tgt target, sourceAddrs int, retryFor time.Duration) *dialer {
@@ -188,15 +192,21 @@ func (d *dialer) dial(ctx context.Context, i, gw int, user string) (*session, er
 			}
 			return s, nil
 		}
-		if resp == nil || (resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusTooManyRequests) {
+		if resp != nil && resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusTooManyRequests {
 			return nil, fmt.Errorf("dial %s: %w", user, err)
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			if resp == nil {
+				return nil, fmt.Errorf("dial %s: %w", user, err)
+			}
 			return nil, fmt.Errorf("dial %s: HTTP %d: %w", user, resp.StatusCode, errRefused)
 		}
+		d.retries.Add(1)
 		wait := backoff
-		if secs, _ := strconv.Atoi(resp.Header.Get("Retry-After")); secs > 0 {
-			wait = time.Duration(secs) * time.Second
+		if resp != nil {
+			if secs, _ := strconv.Atoi(resp.Header.Get("Retry-After")); secs > 0 {
+				wait = time.Duration(secs) * time.Second
+			}
 		}
 		wait = time.Duration(rand.Int64N(int64(wait)) + 1) // full jitter
 		backoff = min(backoff*2, 5*time.Second)

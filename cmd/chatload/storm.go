@@ -27,13 +27,16 @@ type StormResult struct {
 	// rate_limited) and sent again after its retry_after_ms, as clients
 	// do.
 	SyncRetries int64 `json:"sync_retries"`
+	// DialRetries are reconnects tried again after a refusal or a
+	// connection closed before the handshake's answer.
+	DialRetries int64 `json:"dial_retries"`
 }
 
 func (r *StormResult) print(w io.Writer) {
 	fmt.Fprintf(w, "storm: %d clients dropped at once %.1f s into the sending; all reconnected after %.2f s, all synced after %.2f s; %d not back\n",
 		r.Clients, r.DropAfterSec, r.ReconnectSec, r.SyncedSec, r.NotBack)
-	fmt.Fprintf(w, "messages sent to them while they were down: %d; acknowledged messages never received (live or by sync): %d; syncs retried after an error: %d\n",
-		r.SentDuringGap, r.Lost, r.SyncRetries)
+	fmt.Fprintf(w, "messages sent to them while they were down: %d; acknowledged messages never received (live or by sync): %d; reconnects retried: %d; syncs retried after an error: %d\n",
+		r.SentDuringGap, r.Lost, r.DialRetries, r.SyncRetries)
 }
 
 // syncFrame is a sync request naming the last seq held per conversation.
@@ -156,6 +159,7 @@ func stormRun(ctx context.Context, o *options, d *dialer, r *Report) error {
 		}
 		// Drop them all at once.
 		drop := time.Now()
+		retriesBefore := d.retries.Load()
 		res.DropAfterSec = time.Since(t.t0).Seconds()
 		sentBefore := t.next.Load()
 		var wg sync.WaitGroup
@@ -196,6 +200,7 @@ func stormRun(ctx context.Context, o *options, d *dialer, r *Report) error {
 			}()
 		}
 		dials.Wait()
+		res.DialRetries = d.retries.Load() - retriesBefore
 		res.ReconnectSec = lastBack.Seconds()
 		res.SentDuringGap = t.next.Load() - sentBefore
 		res.NotBack = len(clients) - back

@@ -63,10 +63,12 @@ fi
 # $OUT/name-1.json, $OUT/name-2.json, …; a loss fails the bench at the end.
 failed=0
 reports=()
+before_each="" # a command run before each run of the scenario
 run() {
   local name=$1 i
   shift
   for ((i = 1; i <= REPEAT; i++)); do
+    if [ -n "$before_each" ]; then $before_each; fi
     echo "== $name, run $i of $REPEAT: chatload $*"
     if ! "$load" -quiet -json "$OUT/$name-$i.json" "$@"; then failed=1; fi
     if [ -s "$OUT/$name-$i.json" ]; then reports+=("$OUT/$name-$i.json"); fi
@@ -99,7 +101,30 @@ fi
 run public -scenario public -senders 2 -receivers 2000 -rate 50 -duration "$DURATION"
 run sync -scenario sync -pairs 20 -rate 500 -sync-users 16 -sync-convs 1000 -duration "$DURATION"
 run storm -scenario storm -clients 2000 -senders 10 -rate 200 -duration "$DURATION"
+# connect measures gw-1's resident memory before and after: each run needs
+# a gateway that never held connections (the Go runtime returns freed
+# memory to the system only slowly, so a second run on the same process
+# would measure nothing). With the cluster of deploy/local/run.sh, gw-1 is
+# restarted before each run (its supervisor starts it again).
+# shellcheck disable=SC2317 # called through $before_each
+fresh_gw1() {
+  local pidfile=.state/run/gw-1.pid old i
+  [ -s "$pidfile" ] || return 0
+  old=$(cat "$pidfile")
+  kill -TERM "$old" 2>/dev/null || return 0
+  for ((i = 0; i < 300; i++)); do
+    if [ -s "$pidfile" ] && [ "$(cat "$pidfile")" != "$old" ] &&
+      curl -fs "http://127.0.0.1:$GW1_PORT/readyz" >/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "bench: gw-1 did not come back after a restart" >&2
+  failed=1
+}
+before_each=fresh_gw1
 run connect -scenario connect -gateways "ws://127.0.0.1:$GW1_PORT" -conns 5000
+before_each=""
 
 # One row per scenario, target and setup, the medians of its runs; each
 # row's plot drawn from its median run.
