@@ -83,7 +83,7 @@ func parseOptions(args []string) (options, error) {
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "how long to send (at most 10m)")
 	fs.IntVar(&o.maxMessages, "max-messages", 1_000_000, "stop sending after this many messages")
 	fs.Float64Var(&o.publicRatio, "public", 0.05, "mixed: fraction of messages sent to the public room")
-	fs.DurationVar(&o.drain, "drain", 10*time.Second, "how long to wait for outstanding answers and deliveries after sending")
+	fs.DurationVar(&o.drain, "drain", 10*time.Second, "after sending, wait for outstanding answers and deliveries until none arrived for this long (at most 6 times it in all); what is missing then counts as lost")
 	fs.StringVar(&o.prefix, "prefix", "", "user name prefix (default: random per run)")
 	fs.BoolVar(&o.allowRemote, "allow-remote", false, "allow non-loopback targets")
 	fs.StringVar(&o.auth, "auth", "auto", "auth mode: open (?user=), jwt (register or log in each user over REST), auto (ask the gateway)")

@@ -197,10 +197,20 @@ func (t *traffic) complete(sent int) bool {
 	return t.nAcked.Load()+t.nFailed.Load() >= int64(sent) && t.nGot.Load() >= t.nExpect.Load()
 }
 
-// drain waits, at most d, for outstanding answers and deliveries.
+// drain waits for outstanding answers and deliveries until none arrived
+// for d (or 6×d in all): an overloaded cluster still delivering a backlog
+// is late, not lossy; what has not come once the flow stopped for d is
+// counted lost.
 func (t *traffic) drain(ctx context.Context, sent int, d time.Duration) {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) && !t.complete(sent) && ctx.Err() == nil {
+	hardStop := time.Now().Add(6 * d)
+	progress := func() int64 { return t.nAcked.Load() + t.nFailed.Load() + t.nGot.Load() }
+	last, lastAt := progress(), time.Now()
+	for !t.complete(sent) && ctx.Err() == nil && time.Now().Before(hardStop) {
+		if p := progress(); p != last {
+			last, lastAt = p, time.Now()
+		} else if time.Since(lastAt) >= d {
+			return
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
@@ -257,7 +267,7 @@ func (t *traffic) tally(r *Report, sent int, sessions []*session) {
 func runTraffic(ctx context.Context, o *options, r *Report, sessions []*session, senders int,
 	pick func(g, idx int) plan, during func(t *traffic, sendDone <-chan struct{}) error) error {
 	capacity := min(o.maxMessages, int(o.rate*o.duration.Seconds()*1.05)+senders+16)
-	t := newTraffic(capacity, int((o.duration+o.drain).Seconds())+3)
+	t := newTraffic(capacity, int((o.duration+6*o.drain).Seconds())+3)
 	t.t0 = time.Now()
 	for _, s := range sessions {
 		go s.run(t.handle)
