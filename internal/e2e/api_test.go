@@ -153,6 +153,12 @@ func TestMessagesSendPageReadAndRefusals(t *testing.T) {
 	if direct["conv"] != "dm:alice:bob" {
 		t.Fatalf("direct send: %v", direct)
 	}
+	// Read your writes: the newest page, asked for on the other gateway
+	// right after the 201, holds the message.
+	newest := mustAPI(t, gw2, "bob", "GET", "/api/conversations/dm:alice:bob/messages?limit=1", nil, 200)
+	if msgs, _ := newest["messages"].([]any); len(msgs) != 1 || msgs[0].(map[string]any)["body"] != "hi" {
+		t.Fatalf("the newest page right after the send: %v", newest)
+	}
 
 	// Pages, newest first, down to the first message.
 	eventually(t, 20*time.Second, "the router to apply the group's messages", func() bool {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/switchboard-chat/switchboard/internal/chat"
 	"github.com/switchboard-chat/switchboard/internal/history"
 	"github.com/switchboard-chat/switchboard/internal/protocol"
 )
@@ -29,6 +30,13 @@ func (h *historyStage) page(ctx context.Context, r requester, in *protocol.Inbou
 	}
 	if !h.views.complete(ctx, r) {
 		return
+	}
+	if in.Before == 0 {
+		// The newest page holds what was acknowledged before it was asked
+		// for (at most SyncSeqWait for a seq whose send failed).
+		if _, err := h.views.handedOut(ctx, []chat.ConvID{in.Conv}, r.gone()); err != nil {
+			h.log.Warn("history: latest seq", "conv", in.Conv, "err", err)
+		}
 	}
 	start := time.Now()
 	p, err := h.reader.Before(ctx, in.Conv, in.Before, in.Limit)

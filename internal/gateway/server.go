@@ -276,7 +276,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return 0
 	})
 	s.members = members{store: s.store, timeout: cfg.RedisTimeout, log: s.log}
-	s.views = &views{store: s.store, table: s.table, wait: cfg.SyncWait, log: s.log, m: s.m,
+	s.views = &views{store: s.store, table: s.table, wait: cfg.SyncWait, seqWait: cfg.SyncSeqWait, log: s.log, m: s.m,
 		end: newCoalesced(func(ctx context.Context) (map[int]int64, error) {
 			ctx, cancel := context.WithTimeout(ctx, cfg.SyncWait)
 			defer cancel()
@@ -293,7 +293,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	send.commits = newCommitter(send)
 	s.stages = &stages{
 		send: send,
-		sync: &syncStage{recent: cfg.SyncRecent, seqWait: cfg.SyncSeqWait, log: s.log, m: s.m, store: s.store,
+		sync: &syncStage{recent: cfg.SyncRecent, log: s.log, m: s.m, store: s.store,
 			table: s.table, reader: s.history, views: s.views,
 			budget: newSendLimits(cfg.SyncRate, cfg.SyncBurst), large: make(chan struct{}, maxLargeSyncs)},
 		history: &historyStage{members: s.members, views: s.views, reader: s.history, log: s.log, m: s.m},

@@ -44,11 +44,12 @@ type stages struct {
 // views tells whether Redis's views of the log are complete and current,
 // which a sync or a history page waits for.
 type views struct {
-	store *store.Store
-	table *route.Table
-	wait  time.Duration // SyncWait
-	log   *slog.Logger
-	m     *metrics
+	store   *store.Store
+	table   *route.Table
+	wait    time.Duration // SyncWait
+	seqWait time.Duration // SyncSeqWait
+	log     *slog.Logger
+	m       *metrics
 	// end and applied are chat-log's end offsets and how far the views
 	// applied it, read once for all the syncs waiting.
 	end, applied *coalesced[map[int]int64]
@@ -110,6 +111,54 @@ func (v *views) caughtUp(ctx context.Context, done <-chan struct{}) bool {
 		case <-done:
 			return false
 		case <-t.C:
+		}
+	}
+}
+
+// handedOut waits (at most SyncSeqWait) until the views hold the highest seq
+// each conversation has handed out, and returns the highest seq the views
+// hold of each, or until done closes. A send acknowledged a moment ago, or
+// one that looked its recipients up before a syncing session was
+// registered, may still be on its way to the views; waiting for its seq
+// makes a sync or a page asked for now include it. A seq whose send failed
+// never arrives, hence the short bound. Every poll is one round trip for
+// all the conversations still short.
+func (v *views) handedOut(ctx context.Context, convs []chat.ConvID, done <-chan struct{}) (map[chat.ConvID]int64, error) {
+	tops, err := v.store.LatestMany(ctx, convs)
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, v.seqWait)
+	defer cancel()
+	want, err := v.table.Seqs(wctx, convs)
+	if err != nil {
+		return tops, nil
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var short []chat.ConvID
+		for _, conv := range convs {
+			if tops[conv] < want[conv] {
+				short = append(short, conv)
+			}
+		}
+		if len(short) == 0 {
+			return tops, nil
+		}
+		select {
+		case <-wctx.Done():
+			return tops, nil
+		case <-done:
+			return tops, nil
+		case <-t.C:
+		}
+		now, err := v.store.LatestMany(wctx, short)
+		if err != nil {
+			return tops, nil
+		}
+		for conv, top := range now {
+			tops[conv] = max(tops[conv], top)
 		}
 	}
 }

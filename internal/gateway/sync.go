@@ -19,14 +19,13 @@ const syncBatch = 50
 
 // syncStage answers syncs.
 type syncStage struct {
-	recent  int           // SyncRecent
-	seqWait time.Duration // SyncSeqWait
-	log     *slog.Logger
-	m       *metrics
-	store   *store.Store
-	table   *route.Table
-	reader  *history.Reader
-	views   *views
+	recent int // SyncRecent
+	log    *slog.Logger
+	m      *metrics
+	store  *store.Store
+	table  *route.Table
+	reader *history.Reader
+	views  *views
 	// budget is the per-user sync budget; large bounds the large syncs
 	// reading their state at once.
 	budget *sendLimits
@@ -214,53 +213,6 @@ func (st *syncStage) caughtUp(ctx context.Context, r requester) bool {
 	return false
 }
 
-// waitSeqs waits (at most SyncSeqWait) until the views hold the highest seq
-// each conversation has handed out, and returns the highest seq the views
-// hold of each. A send that looked its recipients up before this session
-// was registered may still be on its way to the log; waiting for its seq
-// makes this sync return it. A seq whose send failed never arrives, hence
-// the short bound. Every poll is one round trip for all the
-// conversations still short.
-func (st *syncStage) waitSeqs(ctx context.Context, r requester, convs []chat.ConvID) (map[chat.ConvID]int64, error) {
-	tops, err := st.store.LatestMany(ctx, convs)
-	if err != nil {
-		return nil, err
-	}
-	wctx, cancel := context.WithTimeout(ctx, st.seqWait)
-	defer cancel()
-	want, err := st.table.Seqs(wctx, convs)
-	if err != nil {
-		return tops, nil
-	}
-	t := time.NewTicker(5 * time.Millisecond)
-	defer t.Stop()
-	for {
-		var short []chat.ConvID
-		for _, conv := range convs {
-			if tops[conv] < want[conv] {
-				short = append(short, conv)
-			}
-		}
-		if len(short) == 0 {
-			return tops, nil
-		}
-		select {
-		case <-wctx.Done():
-			return tops, nil
-		case <-r.gone():
-			return tops, nil
-		case <-t.C:
-		}
-		now, err := st.store.LatestMany(wctx, short)
-		if err != nil {
-			return tops, nil
-		}
-		for conv, top := range now {
-			tops[conv] = max(tops[conv], top)
-		}
-	}
-}
-
 // largeSync is the number of conversations from which a sync's state
 // reads take one of the gateway's maxLargeSyncs slots: the Redis work of
 // a sync grows with the user's conversations, so a few large syncs run at
@@ -283,7 +235,7 @@ func (st *syncStage) state(ctx context.Context, r requester, convs []chat.ConvID
 			return nil, nil, context.Canceled
 		}
 	}
-	tops, err := st.waitSeqs(ctx, r, convs)
+	tops, err := st.views.handedOut(ctx, convs, r.gone())
 	if err != nil {
 		return nil, nil, err
 	}
