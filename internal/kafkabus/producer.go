@@ -169,33 +169,32 @@ type partitionRecords struct {
 	recs      []Record
 }
 
-// attempt writes recs once, one write per leader at once, and returns
-// the records not known to be written, and why.
+// attempt writes recs once: each leader's line takes its share at once,
+// and the answers are awaited together. It returns the records not known
+// to be written, and why.
 func (p *Producer) attempt(ctx context.Context, recs []Record) ([]Record, error) {
 	byLeader, err := p.place(ctx, recs)
 	if err != nil {
 		return recs, err
 	}
+	calls := make([]*leaderCall, 0, len(byLeader))
+	for leader, parts := range byLeader {
+		c := &leaderCall{ctx: ctx, parts: parts, done: make(chan struct{})}
+		p.line(leader).add(c)
+		calls = append(calls, c)
+	}
 	var failed []Record
 	var firstErr error
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for leader, parts := range byLeader {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			left, err := p.write(ctx, leader, parts)
-			if err != nil {
-				mu.Lock()
-				failed = append(failed, left...)
-				if _, perm := err.(*permanentError); perm || firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-			}
-		}()
+	for _, c := range calls {
+		left, err := c.wait()
+		if err == nil {
+			continue
+		}
+		failed = append(failed, left...)
+		if _, perm := err.(*permanentError); perm || firstErr == nil {
+			firstErr = err
+		}
 	}
-	wg.Wait()
 	return failed, firstErr
 }
 
@@ -233,20 +232,19 @@ func (p *Producer) line(leader int) *leaderLine {
 	return l
 }
 
-// write queues parts for leader and waits for their answer.
-func (p *Producer) write(ctx context.Context, leader int, parts []*partitionRecords) ([]Record, error) {
-	call := &leaderCall{ctx: ctx, parts: parts, done: make(chan struct{})}
-	p.line(leader).add(call)
+// wait returns the records of c not known to be written, and why, once
+// its line answered it or its context ended.
+func (c *leaderCall) wait() ([]Record, error) {
 	select {
-	case <-call.done:
-		return call.left, call.err
-	case <-ctx.Done():
+	case <-c.done:
+		return c.left, c.err
+	case <-c.ctx.Done():
 		// The request that took them may still write them.
 		var all []Record
-		for _, pr := range parts {
+		for _, pr := range c.parts {
 			all = append(all, pr.recs...)
 		}
-		return all, ctx.Err()
+		return all, c.ctx.Err()
 	}
 }
 
@@ -414,11 +412,7 @@ func (p *Producer) place(ctx context.Context, recs []Record) (map[int][]*partiti
 	if err != nil {
 		return nil, err
 	}
-	type tp struct {
-		topic     string
-		partition int
-	}
-	parts := map[tp]*partitionRecords{}
+	parts := map[tpKey]*partitionRecords{}
 	byLeader := map[int][]*partitionRecords{}
 	for _, r := range recs {
 		l, ok := layouts[r.Topic]
@@ -426,7 +420,7 @@ func (p *Producer) place(ctx context.Context, recs []Record) (map[int][]*partiti
 			return nil, fmt.Errorf("topic %s: %w", r.Topic, kafka.UnknownTopicOrPartition)
 		}
 		id := p.balancer.Balance(kafka.Message{Key: r.Key}, l.ids...)
-		k := tp{r.Topic, id}
+		k := tpKey{r.Topic, id}
 		pr := parts[k]
 		if pr == nil {
 			pr = &partitionRecords{topic: r.Topic, partition: id}
