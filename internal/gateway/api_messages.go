@@ -102,14 +102,7 @@ func (s *Server) listMessages(r *http.Request, u chat.UserID) (int, any, *protoc
 	if busy, err := s.store.Rebuilding(ctx); err != nil || busy {
 		return 0, nil, &protocol.Error{Code: protocol.CodeUnavailable, Message: "message history is being rebuilt from the log, retry", RetryAfterMS: 1000}
 	}
-	if before == 0 {
-		// The newest page holds what was acknowledged before it was asked
-		// for (at most SyncSeqWait for a seq whose send failed).
-		if _, err := s.views.handedOut(ctx, []chat.ConvID{conv}, nil); err != nil {
-			return 0, nil, s.unavailable("history", err)
-		}
-	}
-	p, err := s.history.Before(ctx, conv, before, int(limit))
+	p, err := s.stages.history.read(ctx, conv, before, int(limit), nil)
 	if err != nil {
 		return 0, nil, s.unavailable("history", err)
 	}

@@ -31,15 +31,8 @@ func (h *historyStage) page(ctx context.Context, r requester, in *protocol.Inbou
 	if !h.views.complete(ctx, r) {
 		return
 	}
-	if in.Before == 0 {
-		// The newest page holds what was acknowledged before it was asked
-		// for (at most SyncSeqWait for a seq whose send failed).
-		if _, err := h.views.handedOut(ctx, []chat.ConvID{in.Conv}, r.gone()); err != nil {
-			h.log.Warn("history: latest seq", "conv", in.Conv, "err", err)
-		}
-	}
 	start := time.Now()
-	p, err := h.reader.Before(ctx, in.Conv, in.Before, in.Limit)
+	p, err := h.read(ctx, in.Conv, in.Before, in.Limit, r.gone())
 	if err != nil {
 		h.log.Warn("history failed", "user", user, "conv", in.Conv, "err", err)
 		r.reply(protocol.EncodeError(&protocol.Error{
@@ -51,4 +44,17 @@ func (h *historyStage) page(ctx context.Context, r requester, in *protocol.Inbou
 	r.reply(protocol.EncodeHistory(protocol.History{
 		Conv: in.Conv, Before: in.Before, Messages: p.Messages, NextBefore: p.Next, Truncated: p.Truncated,
 	}))
+}
+
+// read reads one page of conv. The newest page (before 0) first waits for
+// the seqs handed out in conv, so that it holds what was acknowledged
+// before it was asked for (at most SyncSeqWait for a seq whose send
+// failed), or until done closes. The REST API reads its pages here too.
+func (h *historyStage) read(ctx context.Context, conv chat.ConvID, before int64, limit int, done <-chan struct{}) (history.Page, error) {
+	if before == 0 {
+		if _, err := h.views.handedOut(ctx, []chat.ConvID{conv}, done); err != nil {
+			return history.Page{}, err
+		}
+	}
+	return h.reader.Before(ctx, conv, before, limit)
 }
