@@ -92,20 +92,12 @@ port_open() {
     timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
 }
 
+# shellcheck source=../lib/process.sh
+source "$SCRIPT_DIR/../lib/process.sh"
+
 # our_pid: prints the pid from the pid file if that process is alive and is a
 # Kafka broker; otherwise removes a stale pid file and returns 1.
-our_pid() {
-    local pid
-    [[ -f "$PID_FILE" ]] || return 1
-    pid="$(tr -dc '0-9' <"$PID_FILE")"
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null &&
-        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka'; then
-        echo "$pid"
-        return 0
-    fi
-    rm -f "$PID_FILE"
-    return 1
-}
+our_pid() { pid_from_file 'kafka\.Kafka'; }
 
 need_java() {
     command -v java >/dev/null 2>&1 || die "java not found (install a JDK 17+)"

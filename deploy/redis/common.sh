@@ -19,24 +19,10 @@ install_redis() {
     command -v redis-server >/dev/null 2>&1 || die "redis-server still missing after apt-get install"
 }
 
+# shellcheck source=../lib/process.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/process.sh"
+
 # our_pid: prints the pid from the pid file PID_FILE names (cluster.sh: the
 # selected node's) if that process is a live redis-server; otherwise removes
 # a stale pid file and returns 1.
-our_pid() {
-    local pid
-    [[ -f "$PID_FILE" ]] || return 1
-    pid="$(tr -dc '0-9' <"$PID_FILE")"
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null &&
-        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'redis-server'; then
-        echo "$pid"
-        return 0
-    fi
-    rm -f "$PID_FILE"
-    return 1
-}
-
-# alive: true while process $1 runs (a zombie waiting to be reaped by
-# init has exited).
-alive() {
-    kill -0 "$1" 2>/dev/null && [[ "$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null)" != Z ]]
-}
+our_pid() { pid_from_file 'redis-server'; }
