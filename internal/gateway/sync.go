@@ -50,7 +50,7 @@ func (st *syncStage) run(ctx context.Context, r requester, in *protocol.Inbound)
 	if !st.views.complete(ctx, r) {
 		return
 	}
-	if !st.caughtUp(ctx, r) {
+	if !st.waitApplied(ctx, r) {
 		st.m.syncs.WithLabelValues("stale").Inc()
 	}
 	convs := st.convs(ctx, r, user, in)
@@ -200,11 +200,11 @@ func (st *syncStage) failed(r requester, err error) {
 	}), essential)
 }
 
-// caughtUp waits until the views hold everything the log held when it
+// waitApplied waits until the views hold everything the log held when it
 // was called, or SyncWait passes; it reports whether they caught up. The
 // syncs waiting at the same time share their reads of the log's end and
 // of the views' progress (see coalesced).
-func (st *syncStage) caughtUp(ctx context.Context, r requester) bool {
+func (st *syncStage) waitApplied(ctx context.Context, r requester) bool {
 	if st.views.caughtUp(ctx, r.gone()) {
 		return true
 	}
